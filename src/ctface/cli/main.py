@@ -1,0 +1,70 @@
+"""Entry point: global options, error handling (one line, distinct exit codes), sub-commands.
+
+Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback), 2 usage,
+3 missing data (face model, ...), 4 invalid input, 5 output cannot be written, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from ctface.errors import CtfaceError
+
+app = typer.Typer(
+    name="ctface",
+    help="Recognize which patient a head CT belongs to from the 3D face surface.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    from ctface.cli import demo, phantom  # noqa: F401  (commands register themselves)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turn known errors into one line on stderr and a distinct exit code."""
+    _register()
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, standalone_mode=False)
+    except CtfaceError as exc:
+        if debug:
+            raise
+        err.print(f"[red]ctface: error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("ctface: interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            err.print("ctface: interrupted")
+            sys.exit(130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        err.print(
+            f"[red]ctface: internal error:[/red] {type(exc).__name__}: {exc} (rerun with --debug)",
+            highlight=False,
+        )
+        sys.exit(1)

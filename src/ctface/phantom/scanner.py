@@ -1,0 +1,212 @@
+"""CT acquisition of a head phantom: pose in the scanner, sampling grid, partial volume, noise.
+
+Scanner frame = patient LPS for a head-first supine patient (i -> left, j -> posterior,
+k -> superior; slices inferior to superior). The head's model frame is turned by the pose and
+placed near the isocentre; the fields are resampled with SimpleITK (linear), in slabs of slices
+so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ctface.ingest.volume import CtVolume
+from ctface.phantom.anatomy import HeadFields
+from ctface.phantom.params import ScanParams
+
+MATRIX = 512
+SLAB = 40
+HU_MIN, HU_MAX = -1024, 3071
+# Model frame (+x face's left, +y up, +z anterior) -> LPS for a neutral supine head.
+MODEL_TO_LPS = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Rigid model -> LPS map of one scan: lps = rotation @ model + translation."""
+
+    rotation: np.ndarray
+    translation: np.ndarray
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        return np.atleast_2d(p) @ self.rotation.T + self.translation
+
+
+def _rot(axis: int, deg: float) -> np.ndarray:
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    i, j = [a for a in range(3) if a != axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def place_head(scan: ScanParams, head_vertices: np.ndarray) -> Placement:
+    """Pose (pitch about L, roll about P, yaw about S) and isocentre placement of the head."""
+    rot = _rot(2, scan.yaw_deg) @ _rot(1, scan.roll_deg) @ _rot(0, scan.pitch_deg) @ MODEL_TO_LPS
+    centre = (head_vertices.min(0) + head_vertices.max(0)) / 2
+    t = -rot @ centre + np.array([scan.fov_offset_mm[0], scan.fov_offset_mm[1], 0.0])
+    return Placement(rot, t)
+
+
+def slice_range(
+    scan: ScanParams, place: Placement, head_v: np.ndarray, landmarks68: np.ndarray, neck_y: float
+) -> tuple[float, int]:
+    """First slice position (mm, S) and slice count covering the head, with FOV cuts."""
+    lps = place.apply(head_v)
+    lm = place.apply(landmarks68)
+    top = lps[:, 2].max() + 6.0 - scan.cut_top_mm
+    neck = place.apply(head_v[head_v[:, 1] < neck_y + 6])[:, 2].max() + 2.0
+    chin, mouth = lm[8, 2], lm[62, 2]
+    bottom = max(neck, chin - 40.0)
+    if scan.cut_chin:
+        bottom = chin + 0.55 * (mouth - chin)
+    n = int(np.floor((top - bottom) / scan.slice_spacing_mm)) + 1
+    return float(bottom), max(n, 8)
+
+
+def _resample(
+    img: sitk.Image, inv: sitk.AffineTransform, origin: np.ndarray, size: tuple[int, int, int],
+    spacing: tuple[float, float, float], default: float,
+) -> np.ndarray:
+    ref = sitk.Image(size, sitk.sitkUInt8)
+    ref.SetOrigin(tuple(float(x) for x in origin))
+    ref.SetSpacing(spacing)
+    out = sitk.Resample(img, ref, inv, sitk.sitkLinear, default, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def _model_image(field: np.ndarray, head: HeadFields) -> sitk.Image:
+    img = sitk.GetImageFromArray(np.ascontiguousarray(field.transpose(2, 1, 0)))
+    img.SetOrigin(tuple(float(x) for x in head.origin))
+    img.SetSpacing((head.step,) * 3)
+    return img
+
+
+def _head_box(head: HeadFields, place: Placement, origin_xy: np.ndarray, p: float) -> tuple[slice, slice]:
+    """In-plane index ranges (rows j, columns i) that can contain any of the head grid."""
+    n = np.array(head.sdf.shape) - 1
+    corners = np.array([[a, b, c] for a in (0, n[0]) for b in (0, n[1]) for c in (0, n[2])])
+    lps = place.apply(corners * head.step + head.origin)
+    lo = np.floor((lps[:, :2].min(0) - origin_xy) / p).astype(int) - 1
+    hi = np.ceil((lps[:, :2].max(0) - origin_xy) / p).astype(int) + 2
+    lo, hi = np.clip(lo, 0, MATRIX), np.clip(hi, 0, MATRIX)
+    return slice(int(lo[1]), int(hi[1])), slice(int(lo[0]), int(hi[0]))
+
+
+def _support_mask(
+    xy: tuple[np.ndarray, np.ndarray], contact: np.ndarray, radius: float
+) -> np.ndarray:
+    """2-D HU of a curved head holder (carbon shell + foam) and the table below it."""
+    x, y = xy
+    cy = contact[1] + 3.0 - radius  # the shell's inner surface passes 3 mm below the head
+    r = np.sqrt((x - contact[0]) ** 2 + (y - cy) ** 2)
+    hu = np.full(np.broadcast_shapes(x.shape, y.shape), np.nan, dtype=np.float32)
+    cradle = (y > cy + 0.35 * radius) & (np.abs(x - contact[0]) < 0.9 * radius)
+    hu[cradle & (r > radius) & (r < radius + 25)] = -820.0  # foam pad
+    hu[cradle & (r >= radius + 25) & (r < radius + 29)] = 250.0  # carbon-fibre shell
+    table_y = cy + radius + 40
+    hu[(y > table_y) & (y < table_y + 12) & (np.abs(x - contact[0]) < 230)] = 150.0
+    return hu
+
+
+def _metal_streaks(
+    xy: tuple[np.ndarray, np.ndarray], metal: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """2-D streak pattern around dental metal: alternating bright/dark lines, decaying with r."""
+    x, y = xy
+    out = np.zeros(np.broadcast_shapes(x.shape, y.shape), dtype=np.float32)
+    for m in metal:
+        dx, dy = x - m[0], y - m[1]
+        r = np.sqrt(dx**2 + dy**2) + 1e-3
+        for k in range(int(rng.integers(4, 9))):
+            ang = rng.uniform(0, np.pi)
+            perp = np.abs(dx * np.sin(ang) - dy * np.cos(ang))
+            amp = rng.uniform(250, 900) * (1 if k % 2 == 0 else -1)
+            out += amp * np.exp(-(perp**2) / (2 * 1.2**2)) * (12.0 / (r + 12.0))
+        out[r < 2.2] = 3071.0
+    return out
+
+
+def acquire(
+    head: HeadFields,
+    scan: ScanParams,
+    place: Placement,
+    z_first: float,
+    n_slices: int,
+    metal_points_model: np.ndarray,
+    rng: np.random.Generator,
+    progress: Callable[[int, int], None] | None = None,
+) -> CtVolume:
+    """Simulate the reconstructed CT series (int16 HU) of the posed head.
+
+    Skin partial volume is exact for a locally planar skin: the covered fraction of a voxel
+    box (pixel x pixel x slice thickness) is computed from the signed distance and the skin
+    normal's angle to the slice axis. Inner structures get the slice profile as a Gaussian blur.
+    """
+    p, dz, thick = scan.pixel_mm, scan.slice_spacing_mm, scan.slice_thickness_mm
+    interior = head.interior_hu
+    if thick > 2.0:
+        interior = ndimage.gaussian_filter(interior, 0.22 * thick / head.step)
+    images = [(_model_image(head.sdf, head), 1000.0), (_model_image(interior, head), 0.0)]
+    if head.exterior_hu is not None:
+        images.append((_model_image(head.exterior_hu, head), -1000.0))
+    inv = sitk.AffineTransform(3)
+    inv.SetMatrix(place.rotation.T.ravel().tolist())
+    inv.SetTranslation((-place.rotation.T @ place.translation).tolist())
+
+    centre = np.array([scan.fov_offset_mm[0], scan.fov_offset_mm[1]])
+    origin_xy = centre - (MATRIX - 1) / 2 * p
+    axis = np.arange(MATRIX, dtype=np.float32) * p
+    xy = (origin_xy[0] + axis[None, :], origin_xy[1] + axis[:, None])
+    circle = (xy[0] - centre[0]) ** 2 + (xy[1] - centre[1]) ** 2 > (MATRIX * p / 2) ** 2
+    rows, cols = _head_box(head, place, origin_xy, p)
+    box_origin = origin_xy + p * np.array([cols.start, rows.start])
+    box_size = (cols.stop - cols.start, rows.stop - rows.start)
+    metal_lps = place.apply(metal_points_model) if len(metal_points_model) else np.zeros((0, 3))
+    support = _support_mask(xy, head_contact(head, place), 110.0) if scan.headrest else None
+
+    hu = np.empty((n_slices, MATRIX, MATRIX), dtype=np.int16)
+    for k0 in range(0, n_slices, SLAB):
+        k1 = min(n_slices, k0 + SLAB)
+        slab = np.full((k1 - k0, MATRIX, MATRIX), -1000.0, dtype=np.float32)
+        origin = np.array([box_origin[0], box_origin[1], z_first + (k0 - 1) * dz])
+        size = (box_size[0], box_size[1], k1 - k0 + 2)
+        f = [_resample(im, inv, origin, size, (p, p, dz), d) for im, d in images]
+        sdf = f[0]
+        nz = np.clip(np.abs(np.gradient(sdf, dz, axis=0)), 0, 1)
+        extent = thick * nz + 1.2 * p * np.sqrt(1 - nz**2)
+        a = np.clip(0.5 - sdf / np.maximum(extent, 1e-3), 0, 1)[1:-1]
+        outer = f[2][1:-1] if len(f) > 2 else -1000.0
+        slab[:, rows, cols] = a * f[1][1:-1] + (1 - a) * outer
+        if support is not None:
+            free = np.ones(slab.shape, dtype=bool)
+            free[:, rows, cols] = a < 0.01
+            slab = np.where(free & ~np.isnan(support)[None], support[None], slab)
+        slab += scan.noise_hu * rng.standard_normal(slab.shape, dtype=np.float32)
+        for k in range(k0, k1):
+            z = z_first + k * dz
+            near = metal_lps[np.abs(metal_lps[:, 2] - z) < max(1.5, thick / 2 + 1.0)]
+            if len(near):
+                slab[k - k0] += _metal_streaks(xy, near, rng)
+        slab[:, circle] = HU_MIN
+        hu[k0:k1] = np.clip(np.rint(slab), HU_MIN, HU_MAX).astype(np.int16)
+        if progress is not None:
+            progress(k1, n_slices)
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag([p, p, dz])
+    affine[:3, 3] = [origin_xy[0], origin_xy[1], z_first]
+    return CtVolume(hu=hu, affine_lps=affine)
+
+
+def head_contact(head: HeadFields, place: Placement) -> np.ndarray:
+    """LPS point of the skin that lies lowest (most posterior) on the head holder."""
+    idx = np.argwhere(np.abs(head.sdf[:, ::2, :]) < head.step)
+    idx[:, 1] *= 2
+    pts = place.apply(idx * head.step + head.origin)
+    upper = pts[:, 2] > np.quantile(pts[:, 2], 0.45)
+    return pts[upper][np.argmax(pts[upper][:, 1])]
