@@ -1,7 +1,8 @@
 """Entry point: global options, error handling (one line, distinct exit codes), sub-commands.
 
 Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback), 2 usage,
-3 missing data (face model, ...), 4 invalid input, 5 output cannot be written, 130 interrupted.
+3 missing data (face model, ...), 4 invalid input, 5 output cannot be written; Ctrl-C stops
+with click's 'Aborted!' (exit 1) and leaves no partial output.
 """
 
 from __future__ import annotations
@@ -41,30 +42,21 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        app(args=args, prog_name="ctface")  # usage errors: exit 2, printed by click
     except CtfaceError as exc:
         if debug:
             raise
-        err.print(f"[red]ctface: error:[/red] {exc}", highlight=False)
+        err.print(f"[red]ctface: error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("ctface: interrupted")
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            err.print("ctface: interrupted")
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
         if debug:
             raise
         err.print(
             f"[red]ctface: internal error:[/red] {type(exc).__name__}: {exc} (rerun with --debug)",
             highlight=False,
+            soft_wrap=True,
         )
         sys.exit(1)

@@ -22,15 +22,27 @@ out_console = Console()
 def run_phantom(
     *, subjects: int, scans_min: int, scans_max: int, seed: int, out: Path,
     dicom_fraction: float, jobs: int, qc: bool, face_model: Path | None, quiet: bool,
+    nuisance: Path | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Generate a cohort with a progress bar (shared by `phantom` and `demo`)."""
+    from ctface.errors import InvalidInputError
     from ctface.phantom.cohort import CohortSpec, generate_cohort, plan
+    from ctface.phantom.face_model import find_face_model
+    from ctface.phantom.params import NuisanceConfig
 
+    cfg = NuisanceConfig()
+    if nuisance is not None:
+        try:
+            cfg = NuisanceConfig.from_dict(json.loads(nuisance.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"cannot use --nuisance {nuisance}: {exc}") from exc
     spec = CohortSpec(
         subjects=subjects, scans_min=scans_min, scans_max=scans_max, seed=seed,
         dicom_fraction=dicom_fraction, qc=qc, face_model=str(face_model) if face_model else None,
+        nuisance=cfg,
     )  # fmt: skip
     spec.validate()
+    find_face_model(spec.face_model)  # a missing model fails before any progress is shown
     columns = (TextColumn("[bold]phantom"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), disable=quiet, transient=False) as bar:
         task = bar.add_task("scans", total=len(plan(spec)))
@@ -46,7 +58,9 @@ def summary_table(rows: list[dict[str, Any]], out: Path) -> Table:
     table.add_row("scans", str(len(rows)))
     table.add_row("DICOM series / NIfTI", f"{sum(r['format'] == 'dicom' for r in rows)} / "
                   f"{sum(r['format'] == 'nifti' for r in rows)}")  # fmt: skip
-    table.add_row("slice thickness (mm)", ", ".join(sorted({str(r["slice_thickness_mm"]) for r in rows})))
+    table.add_row(
+        "slice thickness (mm)", ", ".join(sorted({str(r["slice_thickness_mm"]) for r in rows}))
+    )
     table.add_row("with tube / mask", f"{sum(r['tube'] != 'none' for r in rows)} / "
                   f"{sum(int(r['mask']) for r in rows)}")  # fmt: skip
     table.add_row("non-neutral expression", str(sum(r["expression"] != "neutral" for r in rows)))
@@ -58,18 +72,30 @@ def phantom(
     subjects: int = typer.Option(..., "--subjects", min=1, help="Number of synthetic people."),
     scans_min: int = typer.Option(2, "--scans-min", min=1, help="Fewest scans per person."),
     scans_max: int = typer.Option(3, "--scans-max", min=1, help="Most scans per person."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical output."),
+    seed: int = typer.Option(
+        0, "--seed", help="Random seed; the same seed gives identical output."
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (must not exist or be empty)."),
     dicom_fraction: float = typer.Option(
-        0.0, "--dicom-fraction", min=0.0, max=1.0,
+        0.0,
+        "--dicom-fraction",
+        min=0.0,
+        max=1.0,
         help="Share of scans written as DICOM CT series (one file per slice); the rest NIfTI.",
     ),  # fmt: skip
     jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes (each ~1-2 GB)."),
     qc: bool = typer.Option(False, "--qc", help="Also write qc/<scan>.png (skin render, slices)."),
     face_model: Path | None = typer.Option(
-        None, "--face-model",
+        None,
+        "--face-model",
         help="Packed ICT-FaceKit npz; default $CTFACE_FACE_MODEL, else "
         "../shared/data/face_model/ict_facekit_light.npz beside the repository.",
+    ),  # fmt: skip
+    nuisance: Path | None = typer.Option(
+        None,
+        "--nuisance",
+        help="JSON file overriding nuisance/acquisition probabilities and ranges "
+        "(fields of ctface.phantom.params.NuisanceConfig, documented in the README).",
     ),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print the manifest rows as JSON."),
 ) -> None:
@@ -77,6 +103,7 @@ def phantom(
     rows = run_phantom(
         subjects=subjects, scans_min=scans_min, scans_max=scans_max, seed=seed, out=out,
         dicom_fraction=dicom_fraction, jobs=jobs, qc=qc, face_model=face_model, quiet=json_out,
+        nuisance=nuisance,
     )  # fmt: skip
     if json_out:
         print(json.dumps({"out": str(out), "scans": rows}, indent=1))

@@ -176,16 +176,16 @@ def _smooth_step(x: np.ndarray, width: float) -> np.ndarray:
 
 
 def _ellipsoid(grid: tuple[np.ndarray, ...], c: np.ndarray, r: np.ndarray) -> np.ndarray:
-    return ((grid[0] - c[0]) / r[0]) ** 2 + ((grid[1] - c[1]) / r[1]) ** 2 + (
-        (grid[2] - c[2]) / r[2]
-    ) ** 2
+    return (
+        ((grid[0] - c[0]) / r[0]) ** 2
+        + ((grid[1] - c[1]) / r[1]) ** 2
+        + ((grid[2] - c[2]) / r[2]) ** 2
+    )
 
 
 def _segment_distance(grid: tuple[np.ndarray, ...], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ab = b - a
-    t = ((grid[0] - a[0]) * ab[0] + (grid[1] - a[1]) * ab[1] + (grid[2] - a[2]) * ab[2]) / (
-        ab @ ab
-    )
+    t = ((grid[0] - a[0]) * ab[0] + (grid[1] - a[1]) * ab[1] + (grid[2] - a[2]) * ab[2]) / (ab @ ab)
     t = np.clip(t, 0, 1)
     return np.sqrt(
         (grid[0] - a[0] - t * ab[0]) ** 2
@@ -304,7 +304,10 @@ def build_head(
     csf = _smooth_step(depth - bone_depth - bone_t - 1.5, h)
     hu = np.where(brain, HU["csf"] + csf * (HU["brain"] - HU["csf"]), hu)
     paint = [(cranium_c, cranium_r * 0.7, HU["white_matter"])]
-    paint += [(cranium_c + np.array([s * 8, 5, 5]), np.array([5.0, 9.0, 22.0]), HU["csf"]) for s in (-1, 1)]
+    paint += [
+        (cranium_c + np.array([s * 8, 5, 5]), np.array([5.0, 9.0, 22.0]), HU["csf"])
+        for s in (-1, 1)
+    ]
     for c, r, value in paint:
         box, m = ellipsoid_box(grid, c, r)
         hu[box] = np.where(m & brain[box], value, hu[box])
@@ -312,12 +315,12 @@ def build_head(
     # Eyes: retro-orbital fat, vitreous body, lens.
     for name in ("eyeball_left", "eyeball_right"):
         ev = vertices[model.vertex_group == model.group_names.index(name)]
-        c = ev.mean(0)
-        r = float(np.median(np.linalg.norm(ev - c, axis=1)))
+        ec = ev.mean(0)
+        er = float(np.median(np.linalg.norm(ev - ec, axis=1)))
         eye_parts = [
-            (c + np.array([0, 0, -0.7 * r]), np.array([1.15, 1.1, 1.4]) * r, HU["orbital_fat"]),
-            (c, np.full(3, r - 0.8), HU["vitreous"]),
-            (c + np.array([0, 0, 0.72 * r]), np.array([4.5, 4.5, 2.0]), HU["lens"]),
+            (ec + np.array([0, 0, -0.7 * er]), np.array([1.15, 1.1, 1.4]) * er, HU["orbital_fat"]),
+            (ec, np.full(3, er - 0.8), HU["vitreous"]),
+            (ec + np.array([0, 0, 0.72 * er]), np.array([4.5, 4.5, 2.0]), HU["lens"]),
         ]
         for c2, r2, value in eye_parts:
             box, m = ellipsoid_box(grid, c2, r2)
@@ -337,7 +340,11 @@ def build_head(
     frontal_c = np.array([0.0, lm[21][1] + 14, front - 19])
     airs.append((*ellipsoid_box(grid, frontal_c, np.array([16.0, 9.0, 5.0])), 5.0))
     trachea = np.array(
-        [[0.0, sub[1] + 12, pharynx_z], [0.0, chin[1] - 10, pharynx_z - 4], [0, lo[1] - 5, pharynx_z + 8]]
+        [
+            [0.0, sub[1] + 12, pharynx_z],
+            [0.0, chin[1] - 10, pharynx_z - 4],
+            [0, lo[1] - 5, pharynx_z + 8],
+        ]
     )
     box, d = tube_box(grid, trachea, 8.0)
     airs.append((box, d < 8.0, 8.0))

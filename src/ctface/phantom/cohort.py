@@ -57,10 +57,13 @@ class CohortSpec:
             raise InvalidInputError(f"--subjects must be 1..100000, got {self.subjects}")
         if not 1 <= self.scans_min <= self.scans_max <= 50:
             raise InvalidInputError(
-                f"need 1 <= --scans-min <= --scans-max <= 50, got {self.scans_min}, {self.scans_max}"
+                "need 1 <= --scans-min <= --scans-max <= 50, "
+                f"got {self.scans_min}, {self.scans_max}"
             )
         if not 0.0 <= self.dicom_fraction <= 1.0:
-            raise InvalidInputError(f"--dicom-fraction must be in [0, 1], got {self.dicom_fraction}")
+            raise InvalidInputError(
+                f"--dicom-fraction must be in [0, 1], got {self.dicom_fraction}"
+            )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ def _exterior(head: HeadFields) -> np.ndarray:
     return head.exterior_hu
 
 
-def add_mask(head: HeadFields, landmarks68: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+def add_mask(
+    head: HeadFields, landmarks68: np.ndarray, rng: np.random.Generator
+) -> dict[str, float]:
     """A perforated thermoplastic mask stretched over the face: it bridges the concavities
     (eye sockets, under the nose, mouth), lies gap mm off the skin, and covers brow to chin."""
     h = head.step
@@ -53,7 +55,12 @@ def add_mask(head: HeadFields, landmarks68: np.ndarray, rng: np.random.Generator
     sheet = sheet * front * span * ~holes * (head.sdf > 0)
     ext = _exterior(head)
     ext += sheet * (MASK_HU + 1000.0)
-    return {"gap_mm": gap, "thickness_mm": thick, "bridge_radius_mm": close_r, "hole_pitch_mm": pitch}
+    return {
+        "gap_mm": gap,
+        "thickness_mm": thick,
+        "bridge_radius_mm": close_r,
+        "hole_pitch_mm": pitch,
+    }
 
 
 def tube_path(kind: str, side: int, lm: np.ndarray) -> np.ndarray:

@@ -20,7 +20,13 @@ from ctface.phantom.params import ScanParams, SubjectParams
 from ctface.phantom.scanner import acquire, place_head, slice_range
 
 GENERATOR_VERSION = "1.0"
-FIVE_POINTS = {"right_eye": None, "left_eye": None, "nose_tip": 30, "right_mouth": 48, "left_mouth": 54}
+FIVE_POINTS = {
+    "right_eye": None,
+    "left_eye": None,
+    "nose_tip": 30,
+    "right_mouth": 48,
+    "left_mouth": 54,
+}
 
 
 @dataclass
@@ -124,7 +130,11 @@ def synthesize_scan(
     def entry(p: np.ndarray) -> dict[str, Any]:
         ras = (LPS_TO_RAS[:3, :3] @ p).tolist()
         inside = bool(bottom - 0.5 <= p[2] <= top + 0.5)
-        return {"lps": [round(x, 3) for x in p.tolist()], "ras": [round(x, 3) for x in ras], "in_fov": inside}
+        return {
+            "lps": [round(x, 3) for x in p.tolist()],
+            "ras": [round(x, 3) for x in ras],
+            "in_fov": inside,
+        }
 
     truth: dict[str, Any] = {
         "generator_version": GENERATOR_VERSION,
@@ -133,12 +143,19 @@ def synthesize_scan(
         "subject": subject.to_json(),
         "scan": scan.to_json(),
         "devices": device_info,
-        "metal_lps": [[round(x, 2) for x in p] for p in place.apply(metal).tolist()] if len(metal) else [],
-        "pose": {"model_to_lps_rotation": place.rotation.round(6).tolist(),
-                 "model_to_lps_translation_mm": place.translation.round(4).tolist()},
+        "metal_lps": [[round(x, 2) for x in p] for p in place.apply(metal).tolist()]
+        if len(metal)
+        else [],
+        "pose": {
+            "model_to_lps_rotation": place.rotation.round(6).tolist(),
+            "model_to_lps_translation_mm": place.translation.round(4).tolist(),
+        },
         "landmarks": {k: entry(p) for k, p in five.items()},
         "landmarks68": [entry(p) for p in lm_lps],
-        "geometry": {"shape_kji": list(vol.hu.shape), "spacing_ijk_mm": list(vol.spacing),
-                     "affine_lps": vol.affine_lps.round(6).tolist()},
+        "geometry": {
+            "shape_kji": list(vol.hu.shape),
+            "spacing_ijk_mm": list(vol.spacing),
+            "affine_lps": vol.affine_lps.round(6).tolist(),
+        },
     }
     return PhantomScan(volume=vol, subject=subject, scan=scan, truth=truth)

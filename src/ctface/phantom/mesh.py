@@ -36,7 +36,11 @@ def sample_surface(vertices: np.ndarray, triangles: np.ndarray, step: float) -> 
     """Sample every triangle on a barycentric grid fine enough that edges are split <= step mm."""
     a, b, c = (vertices[triangles[:, i]].astype(np.float32) for i in range(3))
     edge = np.maximum.reduce(
-        [np.linalg.norm(b - a, axis=1), np.linalg.norm(c - b, axis=1), np.linalg.norm(a - c, axis=1)]
+        [
+            np.linalg.norm(b - a, axis=1),
+            np.linalg.norm(c - b, axis=1),
+            np.linalg.norm(a - c, axis=1),
+        ]
     )
     splits = np.maximum(1, np.ceil(edge / step)).astype(np.int64)
     normal = np.cross(b - a, c - a)
@@ -80,7 +84,9 @@ class TissueMaps:
     weight_gain: np.ndarray
 
 
-def _anchor_blend(v: np.ndarray, anchors: list[tuple[np.ndarray, float]], sigma: float) -> np.ndarray:
+def _anchor_blend(
+    v: np.ndarray, anchors: list[tuple[np.ndarray, float]], sigma: float
+) -> np.ndarray:
     pos = np.array([p for p, _ in anchors], dtype=np.float64)
     val = np.array([x for _, x in anchors])
     d2 = ((v[:, None, :] - pos[None]) ** 2).sum(-1)

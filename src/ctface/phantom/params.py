@@ -6,10 +6,12 @@ scan-level draws (expression, weight change, devices, pose, acquisition) are ind
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
+
+from ctface.errors import InvalidInputError
 
 Tube = Literal["none", "nasogastric", "endotracheal"]
 
@@ -44,6 +46,16 @@ class NuisanceConfig:
     p_cut_chin: float = 0.08  # field of view ends between mouth and chin
     noise_hu_at_1mm: tuple[float, float] = (8.0, 30.0)  # noise SD at 1 mm slices (~ 1/sqrt(T))
     p_headrest: float = 0.9
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> NuisanceConfig:
+        """Defaults overridden by ``values`` (unknown keys are an error; lists become tuples)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown nuisance setting(s): {', '.join(unknown)}")
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return replace(cls(), **fixed)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -146,7 +158,9 @@ def draw_scan(
     return ScanParams(
         scan_id=scan_id,
         expression=expression,
-        weight_change_mm=float(np.clip(weight, -cfg.weight_change_max_mm, cfg.weight_change_max_mm)),
+        weight_change_mm=float(
+            np.clip(weight, -cfg.weight_change_max_mm, cfg.weight_change_max_mm)
+        ),
         tube=tube,
         tube_side=int(rng.choice([-1, 1])),
         mask=bool(rng.random() < cfg.p_mask),

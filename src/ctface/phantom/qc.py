@@ -57,7 +57,7 @@ def write_qc(volume: CtVolume, truth: dict[str, Any], path: Path) -> Path:
     axes[0].set_title("frontal skin (-350 HU) + landmarks")
     win = {"cmap": "gray", "vmin": -1000, "vmax": 1000}
     nose = truth.get("landmarks", {}).get("nose_tip", {}).get("lps")
-    ci, cj, ck = (volume.lps_to_ijk(np.array(nose))[0] if nose else np.array([ni, nj, nk]) / 2)
+    ci, cj, ck = volume.lps_to_ijk(np.array(nose))[0] if nose else np.array([ni, nj, nk]) / 2
     cj += 70.0 / dj  # coronal section through the eyes' orbits, behind the nose tip
     ck = int(np.clip(round(ck), 0, nk - 1))
     ci = int(np.clip(round(ci), 0, ni - 1))

@@ -70,8 +70,12 @@ def slice_range(
 
 
 def _resample(
-    img: sitk.Image, inv: sitk.AffineTransform, origin: np.ndarray, size: tuple[int, int, int],
-    spacing: tuple[float, float, float], default: float,
+    img: sitk.Image,
+    inv: sitk.AffineTransform,
+    origin: np.ndarray,
+    size: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    default: float,
 ) -> np.ndarray:
     ref = sitk.Image(size, sitk.sitkUInt8)
     ref.SetOrigin(tuple(float(x) for x in origin))
@@ -87,7 +91,9 @@ def _model_image(field: np.ndarray, head: HeadFields) -> sitk.Image:
     return img
 
 
-def _head_box(head: HeadFields, place: Placement, origin_xy: np.ndarray, p: float) -> tuple[slice, slice]:
+def _head_box(
+    head: HeadFields, place: Placement, origin_xy: np.ndarray, p: float
+) -> tuple[slice, slice]:
     """In-plane index ranges (rows j, columns i) that can contain any of the head grid."""
     n = np.array(head.sdf.shape) - 1
     corners = np.array([[a, b, c] for a in (0, n[0]) for b in (0, n[1]) for c in (0, n[2])])

@@ -1,0 +1,66 @@
+"""Phantom generator speed and memory per scan, by slice spacing (0.5 mm pixels, 512 matrix).
+
+Run: .venv/bin/python benchmarks/phantom.py [--slices 0.6 1 2 5] [--repeats 2]
+Each configuration runs in a fresh child process so its peak RSS is its own.
+Target (issue 2): <= 10 s and <= 2 GB per scan at 0.5 mm in-plane, 1 mm slices, on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, sys, time, dataclasses, resource, numpy as np
+from pathlib import Path
+from ctface.phantom.face_model import load_face_model
+from ctface.phantom.mesh import tissue_maps
+from ctface.phantom.params import NuisanceConfig, draw_subject, draw_scan
+from ctface.phantom.generator import synthesize_scan
+from ctface.phantom.export import write_nifti
+thick, seed, out = float(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+model = load_face_model(); maps = tissue_maps(model)
+rng = np.random.default_rng(seed)
+subject = draw_subject(rng, "B", model.n_identity)
+scan = draw_scan(rng, "B_01", model.expression_names, NuisanceConfig())
+scan = dataclasses.replace(scan, pixel_mm=0.5, slice_thickness_mm=thick, slice_spacing_mm=thick,
+                           cut_top_mm=0.0, cut_chin=False)
+t0 = time.perf_counter(); res = synthesize_scan(model, maps, subject, scan, rng)
+t1 = time.perf_counter(); write_nifti(res.volume, out / "b.nii.gz"); t2 = time.perf_counter()
+print(json.dumps({"synth_s": t1 - t0, "write_s": t2 - t1, "slices": res.volume.hu.shape[0],
+                  "mask": scan.mask, "tube": scan.tube,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--slices", type=float, nargs="+", default=[0.6, 1.0, 2.0, 5.0])
+    ap.add_argument("--repeats", type=int, default=2, help="scans (different people) per setting")
+    args = ap.parse_args()
+    print(f"{'slice mm':>8} {'slices':>6} {'synth s':>8} {'write s':>8} {'total s':>8} {'peak MB':>8}")
+    for thick in args.slices:
+        for seed in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                t = time.perf_counter()
+                res = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(thick), str(seed), tmp],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                wall = time.perf_counter() - t
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            total = r["synth_s"] + r["write_s"]
+            print(
+                f"{thick:8.2f} {r['slices']:6d} {r['synth_s']:8.2f} {r['write_s']:8.2f} "
+                f"{total:8.2f} {r['peak_mb']:8.0f}   (process {wall:.1f} s; "
+                f"mask={r['mask']}, tube={r['tube']})"
+            )
+
+
+if __name__ == "__main__":
+    main()
