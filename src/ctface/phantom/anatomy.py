@@ -267,10 +267,10 @@ def build_head(
     )
     coarse_sdf = sdf[::2, ::2, ::2]
     coarse_idx = np.argwhere((coarse_sdf < 0) & (coarse_sdf > -MAX_MAP_DEPTH_MM))
-    _, j = cKDTree(samples.points[::3]).query(coarse_idx * (2 * h) + lo, workers=-1)
+    _, j = cKDTree(samples.points[::8]).query(coarse_idx * (2 * h) + lo, workers=-1)
     fields = np.zeros((3, *coarse_sdf.shape), dtype=np.float32)
     fields[:] = np.array([6.0, 0.3, 1.0], dtype=np.float32)[:, None, None, None]  # deep inside
-    fields[:, coarse_idx[:, 0], coarse_idx[:, 1], coarse_idx[:, 2]] = attrs[::3][j].T
+    fields[:, coarse_idx[:, 0], coarse_idx[:, 1], coarse_idx[:, 2]] = attrs[::8][j].T
     bone_depth, fat_frac, has_bone = (_upsample2(f, shape) for f in fields)
 
     depth = -sdf

@@ -99,7 +99,7 @@ def write_nifti(volume: CtVolume, path: Path) -> Path:
     img.header.set_data_dtype(np.int16)
     raw = img.to_bytes()
     if gz:
-        raw = gzip.compress(raw, compresslevel=6, mtime=0)
+        raw = gzip.compress(raw, compresslevel=1, mtime=0)  # level 1: 4x faster, ~10% larger
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
