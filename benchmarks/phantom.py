@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 CHILD = r"""
 import json, sys, time, dataclasses, resource, numpy as np
@@ -43,7 +42,9 @@ def main() -> None:
     ap.add_argument("--slices", type=float, nargs="+", default=[0.6, 1.0, 2.0, 5.0])
     ap.add_argument("--repeats", type=int, default=2, help="scans (different people) per setting")
     args = ap.parse_args()
-    print(f"{'slice mm':>8} {'slices':>6} {'synth s':>8} {'write s':>8} {'total s':>8} {'peak MB':>8}")
+    print(
+        f"{'slice mm':>8} {'slices':>6} {'synth s':>8} {'write s':>8} {'total s':>8} {'peak MB':>8}"
+    )
     for thick in args.slices:
         for seed in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
