@@ -22,13 +22,16 @@ from ctface.phantom.mesh import tissue_maps
 from ctface.phantom.params import NuisanceConfig, draw_subject, draw_scan
 from ctface.phantom.generator import synthesize_scan
 from ctface.phantom.export import write_nifti
-thick, seed, out = float(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+thick, seed, out, dev = float(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 model = load_face_model(); maps = tissue_maps(model)
 rng = np.random.default_rng(seed)
 subject = draw_subject(rng, "B", model.n_identity)
 scan = draw_scan(rng, "B_01", model.expression_names, NuisanceConfig())
 scan = dataclasses.replace(scan, pixel_mm=0.5, slice_thickness_mm=thick, slice_spacing_mm=thick,
                            cut_top_mm=0.0, cut_chin=False)
+if dev == "all":  # worst case: mask, endotracheal tube and dental metal in the same scan
+    scan = dataclasses.replace(scan, mask=True, tube="endotracheal", dental_metal=3,
+                               expression={**scan.expression, "jawOpen": 0.4})
 t0 = time.perf_counter(); res = synthesize_scan(model, maps, subject, scan, rng)
 t1 = time.perf_counter(); write_nifti(res.volume, out / "b.nii.gz"); t2 = time.perf_counter()
 print(json.dumps({"synth_s": t1 - t0, "write_s": t2 - t1, "slices": res.volume.hu.shape[0],
@@ -41,26 +44,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--slices", type=float, nargs="+", default=[0.6, 1.0, 2.0, 5.0])
     ap.add_argument("--repeats", type=int, default=2, help="scans (different people) per setting")
-    args = ap.parse_args()
-    print(
-        f"{'slice mm':>8} {'slices':>6} {'synth s':>8} {'write s':>8} {'total s':>8} {'peak MB':>8}"
+    ap.add_argument(
+        "--devices",
+        choices=["drawn", "all"],
+        nargs="+",
+        default=["drawn", "all"],
+        help="'drawn': nuisances as drawn; 'all': mask + ET tube + metal forced",
     )
-    for thick in args.slices:
-        for seed in range(args.repeats):
-            with tempfile.TemporaryDirectory() as tmp:
-                t = time.perf_counter()
-                res = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(thick), str(seed), tmp],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                wall = time.perf_counter() - t
-            r = json.loads(res.stdout.strip().splitlines()[-1])
-            total = r["synth_s"] + r["write_s"]
-            print(
-                f"{thick:8.2f} {r['slices']:6d} {r['synth_s']:8.2f} {r['write_s']:8.2f} "
-                f"{total:8.2f} {r['peak_mb']:8.0f}   (process {wall:.1f} s; "
-                f"mask={r['mask']}, tube={r['tube']})"
-            )
+    args = ap.parse_args()
+    head = ("slice mm", "slices", "devices", "synth s", "write s", "total s", "peak MB")
+    print(" ".join(f"{h:>8}" for h in head))
+    runs = [(t, d, s) for t in args.slices for d in args.devices for s in range(args.repeats)]
+    for thick, dev, seed in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            res = subprocess.run(
+                [sys.executable, "-c", CHILD, str(thick), str(seed), tmp, dev],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            wall = time.perf_counter() - t
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        total = r["synth_s"] + r["write_s"]
+        print(
+            f"{thick:8.2f} {r['slices']:8d} {dev:>8} {r['synth_s']:8.2f} {r['write_s']:8.2f} "
+            f"{total:8.2f} {r['peak_mb']:8.0f}   (process {wall:.1f} s; "
+            f"mask={r['mask']}, tube={r['tube']})"
+        )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,16 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ctface.phantom.face_model import FaceModel
-from ctface.phantom.mesh import OUTER_GROUPS, SurfaceSamples, TissueMaps, sample_surface
+from ctface.phantom.mesh import (
+    OUTER_GROUPS,
+    OUTWARD_GROUPS,
+    SurfaceSamples,
+    TissueMaps,
+    sample_surface,
+)
 
-GRID_MM = 1.5  # model-frame grid of the distance and tissue fields
-SAMPLE_MM = 1.0  # surface sample spacing
+GRID_MM = 2.0  # model-frame grid of the distance and tissue fields (exact near the skin)
+SAMPLE_MM = 1.2  # surface sample spacing (point-to-plane distance makes this ample)
 MARGIN_MM = 16.0  # grid margin around the mesh (room for masks and tubes)
 MAX_MAP_DEPTH_MM = 45.0  # tissue maps reach this deep under the skin
 
@@ -108,25 +114,37 @@ def _inside_mask(points: np.ndarray, lo: np.ndarray, shape: np.ndarray, h: float
     shell = np.zeros(tuple(shape), dtype=bool)
     shell[tuple(idx[ok].T)] = True
     shell = ndimage.binary_dilation(shell)
-    labels, _ = ndimage.label(~shell)
+    labels, n = ndimage.label(~shell)
     border = np.concatenate(
         [labels[0].ravel(), labels[-1].ravel(), labels[:, -1].ravel()]
         + [labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]
     )
-    seeds = np.unique(border[border > 0])
-    return ~np.isin(labels, seeds)
+    is_air = np.zeros(n + 1, dtype=bool)
+    is_air[border] = True
+    is_air[0] = False
+    return ~is_air[labels]
 
 
 def _neck_cut(points: np.ndarray, lo: np.ndarray, shape: np.ndarray, h: float) -> int:
     """Lowest y index at which the surface forms a closed ring around >= 30 cm^2."""
     idx = np.floor((points - lo) / h + 0.5).astype(np.int64)
-    for iy in range(int(shape[1]) // 3):
+
+    def closed(iy: int) -> bool:
         sl = np.zeros((int(shape[0]), int(shape[2])), dtype=bool)
         sel = idx[:, 1] == iy
         sl[idx[sel, 0], idx[sel, 2]] = True
         sl = ndimage.binary_dilation(sl)
-        if (ndimage.binary_fill_holes(sl) & ~sl).sum() * h * h > 3000:
-            return iy
+        return bool((ndimage.binary_fill_holes(sl) & ~sl).sum() * h * h > 3000)
+
+    stride = 3  # coarse scan upwards, then step back to the lowest closed level
+    for iy in range(0, int(shape[1]) // 3, stride):
+        if closed(iy):
+            lowest = iy
+            for back in range(iy - 1, max(iy - stride, -1), -1):
+                if not closed(back):
+                    break
+                lowest = back
+            return lowest
     return 0
 
 
@@ -144,15 +162,27 @@ def _coarse_sdf(inside: np.ndarray, h: float) -> np.ndarray:
 
 
 def _refine_band(
-    sdf: np.ndarray, inside: np.ndarray, lo: np.ndarray, h: float, pts: np.ndarray, nrm: np.ndarray
+    sdf: np.ndarray,
+    inside: np.ndarray,
+    lo: np.ndarray,
+    h: float,
+    samples: SurfaceSamples,
+    outward: np.ndarray,
 ) -> None:
-    """Replace the coarse distance near the skin with the exact point-to-plane distance."""
-    probe = 2.5
+    """Replace the coarse distance near the skin with the exact point-to-plane distance.
+
+    ``outward`` marks samples whose mesh normal is known to point out of the head (skin:
+    checked on the ICT model, no sample disagrees with the flood fill). The others
+    (sockets, eyeballs) are oriented by probing the flood-filled mask on both sides, else keep
+    the sign of the coarse distance.
+    """
+    pts, nrm = samples.points, samples.normals
+    probe = 1.75 * h  # beyond the sealed (dilated) shell on either side
     look = np.stack([pts + probe * nrm, pts - probe * nrm])
     li = np.clip(np.floor((look - lo) / h + 0.5).astype(np.int64), 0, np.array(sdf.shape) - 1)
     ins = inside[li[..., 0], li[..., 1], li[..., 2]]
-    flip = ins[0] & ~ins[1]
-    clear = ins[0] != ins[1]
+    flip = ins[0] & ~ins[1] & ~outward
+    clear = (ins[0] != ins[1]) | outward
     nrm = np.where(flip[:, None], -nrm, nrm)
     band = np.argwhere(np.abs(sdf) < 2.5 * h)
     x = band * h + lo
@@ -172,7 +202,9 @@ def _triangle_attr(values: np.ndarray, tri: np.ndarray) -> np.ndarray:
 
 def _smooth_step(x: np.ndarray, width: float) -> np.ndarray:
     """0 below -width/2, 1 above +width/2, linear in between (a partial-volume ramp)."""
-    return np.clip(x / width + 0.5, 0.0, 1.0)
+    out = np.multiply(x, np.float32(1.0 / width), dtype=np.float32)
+    out += np.float32(0.5)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _ellipsoid(grid: tuple[np.ndarray, ...], c: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -251,7 +283,9 @@ def build_head(
     h, lo, shape = grid.step, grid.origin, grid.shape
     inside = _inside_mask(samples.points, lo, np.array(shape), h)
     sdf = _coarse_sdf(inside, h)
-    _refine_band(sdf, inside, lo, h, samples.points, samples.normals)
+    sample_group = model.triangle_group[model.group_mask(*OUTER_GROUPS)][samples.triangle]
+    outward = np.isin(sample_group, [model.group_names.index(g) for g in OUTWARD_GROUPS])
+    _refine_band(sdf, inside, lo, h, samples, outward)
 
     # Per-voxel tissue parameters from the nearest skin point (on the coarse grid, then repeated).
     sample_tri = model.triangles[model.group_mask(*OUTER_GROUPS)][samples.triangle]

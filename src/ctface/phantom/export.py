@@ -7,7 +7,6 @@ NIfTI. The same inputs always give byte-identical files (no clock, no randomness
 from __future__ import annotations
 
 import copy
-import gzip
 import os
 import shutil
 from contextlib import suppress
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -89,17 +89,17 @@ def write_nifti(volume: CtVolume, path: Path) -> Path:
     gz = path.name.endswith(".nii.gz")
     if not (gz or path.name.endswith(".nii")):
         raise InvalidInputError(f"NIfTI output must end in .nii or .nii.gz, got {path.name}.")
-    data = np.empty(volume.shape_ijk, dtype=np.int16)
-    for k in range(data.shape[2]):
-        data[:, :, k] = _stored(volume.hu[k], signed=True).T
-    img = nib.Nifti1Image(data, volume.affine_ras)
+    hu = volume.hu if volume.hu.dtype == np.int16 else _stored(volume.hu, signed=True)
+    # hu[k, j, i] in C order is exactly NIfTI's on-disk order of data[i, j, k]: hu.T is a view.
+    img = nib.Nifti1Image(hu.T, volume.affine_ras)
     img.set_sform(volume.affine_ras, code=1)
     img.set_qform(volume.affine_ras, code=1)
     img.header.set_xyzt_units("mm")
     img.header.set_data_dtype(np.int16)
     raw = img.to_bytes()
     if gz:
-        raw = gzip.compress(raw, compresslevel=1, mtime=0)  # level 1: 4x faster, ~10% larger
+        # ISA-L's gzip (python-isal): ~4x faster than zlib level 1 and smaller at level 2.
+        raw = igzip.compress(raw, compresslevel=2, mtime=0)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ OUTER_GROUPS = (
     "eyeball_left",
     "eyeball_right",
 )
+# Groups whose triangle normals all point out of the head (sockets point in; eyeballs mix).
+OUTWARD_GROUPS = ("face", "head_neck")
 
 
 @dataclass(frozen=True)

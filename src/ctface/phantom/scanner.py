@@ -76,12 +76,11 @@ def _resample(
     size: tuple[int, int, int],
     spacing: tuple[float, float, float],
     default: float,
-) -> np.ndarray:
+) -> sitk.Image:
     ref = sitk.Image(size, sitk.sitkUInt8)
     ref.SetOrigin(tuple(float(x) for x in origin))
     ref.SetSpacing(spacing)
-    out = sitk.Resample(img, ref, inv, sitk.sitkLinear, default, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out)
+    return sitk.Resample(img, ref, inv, sitk.sitkLinear, default, sitk.sitkFloat32)
 
 
 def _model_image(field: np.ndarray, head: HeadFields) -> sitk.Image:
@@ -91,17 +90,33 @@ def _model_image(field: np.ndarray, head: HeadFields) -> sitk.Image:
     return img
 
 
-def _head_box(
-    head: HeadFields, place: Placement, origin_xy: np.ndarray, p: float
-) -> tuple[slice, slice]:
-    """In-plane index ranges (rows j, columns i) that can contain any of the head grid."""
-    n = np.array(head.sdf.shape) - 1
-    corners = np.array([[a, b, c] for a in (0, n[0]) for b in (0, n[1]) for c in (0, n[2])])
-    lps = place.apply(corners * head.step + head.origin)
-    lo = np.floor((lps[:, :2].min(0) - origin_xy) / p).astype(int) - 1
-    hi = np.ceil((lps[:, :2].max(0) - origin_xy) / p).astype(int) + 2
-    lo, hi = np.clip(lo, 0, MATRIX), np.clip(hi, 0, MATRIX)
-    return slice(int(lo[1]), int(hi[1])), slice(int(lo[0]), int(hi[0]))
+def _plane_box(
+    lo: np.ndarray, hi: np.ndarray, place: Placement, origin_xy: np.ndarray, p: float
+) -> tuple[slice, slice, float, float]:
+    """Scanner rows j, columns i and S range (mm) that can hold a model-frame box [lo, hi]."""
+    corners = np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    )
+    lps = place.apply(corners)
+    a = np.clip(np.floor((lps[:, :2].min(0) - origin_xy) / p).astype(int) - 1, 0, MATRIX)
+    b = np.clip(np.ceil((lps[:, :2].max(0) - origin_xy) / p).astype(int) + 2, 0, MATRIX)
+    rows, cols = slice(int(a[1]), int(b[1])), slice(int(a[0]), int(b[0]))
+    return rows, cols, float(lps[:, 2].min()), float(lps[:, 2].max())
+
+
+def _device_box(head: HeadFields) -> tuple[np.ndarray, np.ndarray] | None:
+    """Model-frame corners of the voxels where devices lie outside the skin (None: no devices)."""
+    if head.exterior_hu is None:
+        return None
+    occupied = head.exterior_hu > -999.0
+    spans = [
+        np.flatnonzero(occupied.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)
+    ]
+    if any(len(x) == 0 for x in spans):
+        return None
+    lo = np.array([x[0] - 1 for x in spans]) * head.step + head.origin
+    hi = np.array([x[-1] + 1 for x in spans]) * head.step + head.origin
+    return lo, hi
 
 
 def _support_mask(
@@ -159,8 +174,6 @@ def acquire(
     if thick > 2.0:
         interior = ndimage.gaussian_filter(interior, 0.22 * thick / head.step)
     images = [(_model_image(head.sdf, head), 1000.0), (_model_image(interior, head), 0.0)]
-    if head.exterior_hu is not None:
-        images.append((_model_image(head.exterior_hu, head), -1000.0))
     inv = sitk.AffineTransform(3)
     inv.SetMatrix(place.rotation.T.ravel().tolist())
     inv.SetTranslation((-place.rotation.T @ place.translation).tolist())
@@ -170,11 +183,25 @@ def acquire(
     axis = np.arange(MATRIX, dtype=np.float32) * p
     xy = (origin_xy[0] + axis[None, :], origin_xy[1] + axis[:, None])
     circle = (xy[0] - centre[0]) ** 2 + (xy[1] - centre[1]) ** 2 > (MATRIX * p / 2) ** 2
-    rows, cols = _head_box(head, place, origin_xy, p)
+    grid_hi = head.origin + (np.array(head.sdf.shape) - 1) * head.step
+    rows, cols, _, _ = _plane_box(head.origin, grid_hi, place, origin_xy, p)
     box_origin = origin_xy + p * np.array([cols.start, rows.start])
     box_size = (cols.stop - cols.start, rows.stop - rows.start)
+    dev_box = _device_box(head)
+    if dev_box is not None:  # devices are resampled only where they are
+        ext_img = _model_image(head.exterior_hu, head)  # type: ignore[arg-type]
+        d_rows, d_cols, d_z0, d_z1 = _plane_box(*dev_box, place, origin_xy, p)
+        d_origin = origin_xy + p * np.array([d_cols.start, d_rows.start])
+        d_size = (d_cols.stop - d_cols.start, d_rows.stop - d_rows.start)
+        d_in_box = (slice(d_rows.start - rows.start, d_rows.stop - rows.start),
+                    slice(d_cols.start - cols.start, d_cols.stop - cols.start))  # fmt: skip
     metal_lps = place.apply(metal_points_model) if len(metal_points_model) else np.zeros((0, 3))
     support = _support_mask(xy, head_contact(head, place), 110.0) if scan.headrest else None
+
+    if support is not None:
+        sup_r, sup_c = np.nonzero(~np.isnan(support))
+        sup_v = support[sup_r, sup_c]
+    half_extent = 0.5 * (thick + 1.2 * p)  # largest half-size of a voxel box along any normal
 
     hu = np.empty((n_slices, MATRIX, MATRIX), dtype=np.int16)
     for k0 in range(0, n_slices, SLAB):
@@ -182,17 +209,28 @@ def acquire(
         slab = np.full((k1 - k0, MATRIX, MATRIX), -1000.0, dtype=np.float32)
         origin = np.array([box_origin[0], box_origin[1], z_first + (k0 - 1) * dz])
         size = (box_size[0], box_size[1], k1 - k0 + 2)
-        f = [_resample(im, inv, origin, size, (p, p, dz), d) for im, d in images]
+        outs = [_resample(im, inv, origin, size, (p, p, dz), d) for im, d in images]
+        f = [sitk.GetArrayViewFromImage(o) for o in outs]  # no copies; `outs` keeps them alive
         sdf = f[0]
-        nz = np.clip(np.abs(np.gradient(sdf, dz, axis=0)), 0, 1)
+        a = (sdf[1:-1] < 0).astype(np.float32)  # inside fraction; exact only near the skin:
+        band = np.nonzero(np.abs(sdf[1:-1]) < half_extent)
+        above = (band[0] + 2, band[1], band[2])
+        nz = np.clip(np.abs(sdf[above] - sdf[band]) / (2 * dz), 0, 1)
         extent = thick * nz + 1.2 * p * np.sqrt(1 - nz**2)
-        a = np.clip(0.5 - sdf / np.maximum(extent, 1e-3), 0, 1)[1:-1]
-        outer = f[2][1:-1] if len(f) > 2 else -1000.0
-        slab[:, rows, cols] = a * f[1][1:-1] + (1 - a) * outer
-        if support is not None:
-            free = np.ones(slab.shape, dtype=bool)
-            free[:, rows, cols] = a < 0.01
-            slab = np.where(free & ~np.isnan(support)[None], support[None], slab)
+        a[band] = np.clip(0.5 - sdf[1:-1][band] / np.maximum(extent, 1e-3), 0, 1)
+        inner = f[1][1:-1]
+        z0, z1 = z_first + k0 * dz, z_first + (k1 - 1) * dz
+        if dev_box is not None and z1 >= d_z0 and z0 <= d_z1:
+            outer = np.full(a.shape, -1000.0, dtype=np.float32)
+            o = _resample(ext_img, inv, np.array([*d_origin, z0]), (*d_size, k1 - k0),
+                          (p, p, dz), -1000.0)  # fmt: skip
+            outer[:, d_in_box[0], d_in_box[1]] = sitk.GetArrayViewFromImage(o)
+            slab[:, rows, cols] = outer + a * (inner - outer)
+        else:
+            slab[:, rows, cols] = a * (inner + 1000.0) - 1000.0
+        if support is not None:  # head holder and table wherever the voxel is still pure air
+            vals = slab[:, sup_r, sup_c]
+            slab[:, sup_r, sup_c] = np.where(vals <= -999.0, sup_v[None], vals)
         slab += scan.noise_hu * rng.standard_normal(slab.shape, dtype=np.float32)
         for k in range(k0, k1):
             z = z_first + k * dz
@@ -200,7 +238,9 @@ def acquire(
             if len(near):
                 slab[k - k0] += _metal_streaks(xy, near, rng)
         slab[:, circle] = HU_MIN
-        hu[k0:k1] = np.clip(np.rint(slab), HU_MIN, HU_MAX).astype(np.int16)
+        np.rint(slab, out=slab)
+        np.clip(slab, HU_MIN, HU_MAX, out=slab)
+        hu[k0:k1] = slab
         if progress is not None:
             progress(k1, n_slices)
     affine = np.eye(4)
