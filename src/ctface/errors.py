@@ -25,3 +25,9 @@ class OutputError(CtfaceError):
     """The output cannot be written (exists and not empty, not writable, disk full)."""
 
     exit_code = 5
+
+
+class NoFaceError(InvalidInputError):
+    """The CT is readable but holds no usable face (none in the field of view, or covered)."""
+
+    exit_code = 6

@@ -1,7 +1,8 @@
 """Entry point: global options, error handling (one line, distinct exit codes), sub-commands.
 
 Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback), 2 usage,
-3 missing data (face model, ...), 4 invalid input, 5 output cannot be written; Ctrl-C stops
+3 missing data (face model, ...), 4 invalid input, 5 output cannot be written, 6 no usable
+face in the CT; Ctrl-C stops
 with click's 'Aborted!' (exit 1) and leaves no partial output.
 """
 
@@ -33,7 +34,7 @@ def _root(
 
 
 def _register() -> None:
-    from ctface.cli import demo, phantom  # noqa: F401  (commands register themselves)
+    from ctface.cli import demo, phantom, render  # noqa: F401  (commands register themselves)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,14 +17,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ctface.geometry import SurfaceSamples, sample_surface
 from ctface.phantom.face_model import FaceModel
-from ctface.phantom.mesh import (
-    OUTER_GROUPS,
-    OUTWARD_GROUPS,
-    SurfaceSamples,
-    TissueMaps,
-    sample_surface,
-)
+from ctface.phantom.mesh import OUTER_GROUPS, OUTWARD_GROUPS, TissueMaps
 
 GRID_MM = 2.0  # model-frame grid of the distance and tissue fields (exact near the skin)
 SAMPLE_MM = 1.2  # surface sample spacing (point-to-plane distance makes this ample)

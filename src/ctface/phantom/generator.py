@@ -17,7 +17,7 @@ from ctface.phantom.anatomy import build_head
 from ctface.phantom.face_model import FaceModel
 from ctface.phantom.mesh import TissueMaps, vertex_normals
 from ctface.phantom.params import ScanParams, SubjectParams
-from ctface.phantom.scanner import acquire, place_head, slice_range
+from ctface.phantom.scanner import acquire, fov_radius_mm, place_head, slice_range
 
 GENERATOR_VERSION = "1.0"
 FIVE_POINTS = {
@@ -114,7 +114,7 @@ def synthesize_scan(
     if scan.tube != "none":
         device_info["tube"] = devices.add_tube(head, scan.tube, scan.tube_side, lm68)
     head_v = v[model.vertex_group <= 1]
-    place = place_head(scan, head_v)
+    place = place_head(scan, head_v, lm68[30])
     neck_y = float(head.origin[1])
     z0, n = slice_range(scan, place, head_v, lm68, neck_y)
     metal = np.zeros((0, 3))
@@ -129,7 +129,8 @@ def synthesize_scan(
 
     def entry(p: np.ndarray) -> dict[str, Any]:
         ras = (LPS_TO_RAS[:3, :3] @ p).tolist()
-        inside = bool(bottom - 0.5 <= p[2] <= top + 0.5)
+        in_circle = np.hypot(*(p[:2] - np.array(scan.fov_offset_mm))) < fov_radius_mm(scan)
+        inside = bool(bottom - 0.5 <= p[2] <= top + 0.5 and in_circle)
         return {
             "lps": [round(x, 3) for x in p.tolist()],
             "ras": [round(x, 3) for x in ras],

@@ -1,4 +1,7 @@
-"""Geometry on the face-model mesh: surface sampling, vertex normals, per-vertex tissue maps.
+"""Geometry on the face-model mesh: vertex normals, per-vertex tissue maps.
+
+Surface sampling (``SurfaceSamples``, ``sample_surface``) lives in ``ctface.geometry`` (shared
+with the renderer).
 
 Everything here is in the model frame (mm): +x = the face's left, +y up, +z out of the face.
 """
@@ -23,42 +26,6 @@ OUTER_GROUPS = (
 )
 # Groups whose triangle normals all point out of the head (sockets point in; eyeballs mix).
 OUTWARD_GROUPS = ("face", "head_neck")
-
-
-@dataclass(frozen=True)
-class SurfaceSamples:
-    """Points spread over triangles (at most ``step`` mm apart) with their triangle normals."""
-
-    points: np.ndarray  # (N, 3) float32 mm
-    normals: np.ndarray  # (N, 3) float32 unit, orientation as the mesh gives it
-    triangle: np.ndarray  # (N,) int64 index into the triangle array passed in
-
-
-def sample_surface(vertices: np.ndarray, triangles: np.ndarray, step: float) -> SurfaceSamples:
-    """Sample every triangle on a barycentric grid fine enough that edges are split <= step mm."""
-    a, b, c = (vertices[triangles[:, i]].astype(np.float32) for i in range(3))
-    edge = np.maximum.reduce(
-        [
-            np.linalg.norm(b - a, axis=1),
-            np.linalg.norm(c - b, axis=1),
-            np.linalg.norm(a - c, axis=1),
-        ]
-    )
-    splits = np.maximum(1, np.ceil(edge / step)).astype(np.int64)
-    normal = np.cross(b - a, c - a)
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
-    pts, nrm, tri = [], [], []
-    for k in np.unique(splits):
-        idx = np.flatnonzero(splits == k)
-        i, j = np.meshgrid(np.arange(k + 1), np.arange(k + 1), indexing="ij")
-        ok = i + j <= k
-        u = (i[ok] / k).astype(np.float32)[None, :, None]
-        w = (j[ok] / k).astype(np.float32)[None, :, None]
-        p = a[idx, None] + u * (b - a)[idx, None] + w * (c - a)[idx, None]
-        pts.append(p.reshape(-1, 3))
-        nrm.append(np.repeat(normal[idx], u.shape[1], axis=0))
-        tri.append(np.repeat(idx, u.shape[1]))
-    return SurfaceSamples(np.concatenate(pts), np.concatenate(nrm), np.concatenate(tri))
 
 
 def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:

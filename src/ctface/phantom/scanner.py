@@ -45,11 +45,24 @@ def _rot(axis: int, deg: float) -> np.ndarray:
     return r
 
 
-def place_head(scan: ScanParams, head_vertices: np.ndarray) -> Placement:
-    """Pose (pitch about L, roll about P, yaw about S) and isocentre placement of the head."""
+def fov_radius_mm(scan: ScanParams) -> float:
+    """Radius of the reconstruction circle (mm)."""
+    return MATRIX * scan.pixel_mm / 2
+
+
+def place_head(scan: ScanParams, head_vertices: np.ndarray, nose_tip: np.ndarray) -> Placement:
+    """Pose (pitch about L, roll about P, yaw about S) and placement of the head: the skull
+    (not the neck) is centred in the field of view, then shifted if needed so that the nose tip
+    lies >= 12 mm inside the reconstruction circle, as a radiographer would centre a head."""
     rot = _rot(2, scan.yaw_deg) @ _rot(1, scan.roll_deg) @ _rot(0, scan.pitch_deg) @ MODEL_TO_LPS
-    centre = (head_vertices.min(0) + head_vertices.max(0)) / 2
-    t = -rot @ centre + np.array([scan.fov_offset_mm[0], scan.fov_offset_mm[1], 0.0])
+    skull = head_vertices[head_vertices[:, 1] > nose_tip[1] - 60.0]
+    centre = (skull.min(0) + skull.max(0)) / 2
+    offset = np.array([scan.fov_offset_mm[0], scan.fov_offset_mm[1], 0.0])
+    t = -rot @ centre + offset
+    rel = (rot @ nose_tip + t - offset)[:2]
+    reach, limit = float(np.hypot(*rel)), fov_radius_mm(scan) - 12.0
+    if reach > limit:
+        t[:2] -= rel * (1 - limit / reach)
     return Placement(rot, t)
 
 
@@ -182,7 +195,7 @@ def acquire(
     origin_xy = centre - (MATRIX - 1) / 2 * p
     axis = np.arange(MATRIX, dtype=np.float32) * p
     xy = (origin_xy[0] + axis[None, :], origin_xy[1] + axis[:, None])
-    circle = (xy[0] - centre[0]) ** 2 + (xy[1] - centre[1]) ** 2 > (MATRIX * p / 2) ** 2
+    circle = (xy[0] - centre[0]) ** 2 + (xy[1] - centre[1]) ** 2 > fov_radius_mm(scan) ** 2
     grid_hi = head.origin + (np.array(head.sdf.shape) - 1) * head.step
     rows, cols, _, _ = _plane_box(head.origin, grid_hi, place, origin_xy, p)
     box_origin = origin_xy + p * np.array([cols.start, rows.start])

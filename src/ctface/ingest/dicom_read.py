@@ -1,0 +1,181 @@
+"""Read a DICOM CT series (classic one-file-per-slice or enhanced multi-frame) into a CtVolume.
+
+The slice stack is gridded by :mod:`ctface.ingest.stack` (true positions along the normal, tilt
+as shear); pixels are read with pydicom, rescaled per slice to HU (slope/intercept, also from
+the functional groups of enhanced files), PixelPaddingValue (and PixelPaddingRangeLimit) and
+anything below -1024 HU become air.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+
+from ctface.errors import InvalidInputError
+from ctface.ingest.checks import HuStats, first_line, to_hu
+from ctface.ingest.dicom_planes import Plane, planes_of
+from ctface.ingest.dicom_scan import (
+    Series,
+    choose,
+    has_preamble,
+    read_header,
+    scan_folder,
+    unusable_reason,
+)
+from ctface.ingest.stack import StackPlan, plan_stack
+from ctface.ingest.volume import CtVolume
+from ctface.ingest.volume_files import file_format
+
+
+class _Pixels:
+    """Loads the HU image of each plane once; multi-frame files are decoded once per file."""
+
+    def __init__(self, series: Series) -> None:
+        self.series = series
+        self.frames: dict[int, np.ndarray] = {}
+        self.stats = HuStats()
+
+    def _raw(self, plane: Plane) -> np.ndarray:
+        path = self.series.paths[plane.file]
+        try:
+            if plane.frame < 0:
+                return np.asarray(pydicom.dcmread(path).pixel_array)
+            if plane.file not in self.frames:
+                arr = np.asarray(pydicom.dcmread(path).pixel_array)
+                self.frames = {plane.file: arr.reshape(-1, *arr.shape[-2:])}
+            return self.frames[plane.file][plane.frame]
+        except Exception as exc:  # pydicom/numpy raise many types on bad files
+            meta = getattr(self.series.headers[plane.file], "file_meta", None)
+            ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+            if ts is not None and ts.is_compressed:
+                raise InvalidInputError(
+                    f"Cannot decode the pixel data of {path} ({ts.name}; a decoder such as "
+                    f"pylibjpeg or GDCM may be missing, or the file is corrupt): {first_line(exc)}."
+                ) from exc
+            raise InvalidInputError(
+                f"Cannot read the pixel data of {path} (truncated or corrupt file): "
+                f"{first_line(exc)}."
+            ) from exc
+
+    def hu(self, plane: Plane) -> np.ndarray:
+        raw = self._raw(plane)
+        if raw.shape != plane.shape:
+            path = self.series.paths[plane.file]
+            raise InvalidInputError(f"The pixel data of {path} does not match its Rows/Columns.")
+        ds = self.series.headers[plane.file]
+        pad = ds.get("PixelPaddingValue")
+        limit = ds.get("PixelPaddingRangeLimit", pad)
+        padding = None if pad is None else (float(pad), float(limit))
+        return to_hu(raw, plane.slope, plane.intercept, padding, self.stats)
+
+
+def _assemble(plan: StackPlan, pixels: _Pixels) -> np.ndarray:
+    rows, cols = plan.planes[0].shape
+    out = np.empty((len(plan.sources), rows, cols), dtype=np.int16)
+    cache: dict[int, np.ndarray] = {}
+    for k, (a, b, w) in enumerate(plan.sources):
+        for old in [x for x in cache if x < a]:
+            del cache[old]
+        for idx in {a, b}:
+            if idx not in cache:
+                cache[idx] = pixels.hu(plan.planes[idx])
+        if w == 0.0:
+            out[k] = cache[a]
+        else:
+            mix = (1.0 - w) * cache[a].astype(np.float32) + w * cache[b].astype(np.float32)
+            out[k] = np.rint(mix).astype(np.int16)
+    return out
+
+
+def read_series(series: Series, source: Path, found: list[Series]) -> CtVolume:
+    """The chosen ``series`` as a CtVolume; ``found`` lists every series seen (for metadata)."""
+    plan = plan_stack(series.planes)
+    pixels = _Pixels(series)
+    hu = _assemble(plan, pixels)
+    ds = series.first
+    notes = list(plan.notes) + pixels.stats.notes()
+    if len(found) > 1:
+        notes.insert(0, f"chose series {series.uid} ({len(plan.planes)} slices) of {len(found)}")
+    meta: dict[str, Any] = {
+        "source": str(source),
+        "format": "dicom-enhanced" if plan.planes[0].frame >= 0 else "dicom",
+        "series_uid": series.uid,
+        "series_description": str(ds.get("SeriesDescription", "")),
+        "patient_id": str(ds.get("PatientID", "")),
+        "study_date": str(ds.get("StudyDate", "")),
+        "modality": str(ds.get("Modality", "")),
+        "patient_position": str(ds.get("PatientPosition", "")),
+        "manufacturer": str(ds.get("Manufacturer", "")),
+        "n_files": len(series.paths),
+        "chosen_from": [s.summary() for s in found],
+        "notes": notes,
+        "original_spacing": [round(v, 6) for v in plan.original_spacing],
+        "slice_positions_mm": [round(float(v), 4) for v in plan.positions_mm],
+    }
+    return CtVolume(hu, plan.affine, meta)
+
+
+def read_dicom_folder(folder: Path, series_uid: str | None = None) -> CtVolume:
+    """Scan ``folder`` recursively, choose the CT series (or ``series_uid``) and read it."""
+    series, n_files, broken = scan_folder(folder)
+    if n_files == 0:
+        raise InvalidInputError(f"The folder {folder} is empty (no files).")
+    if not series and broken:
+        raise InvalidInputError(
+            f"The folder {folder} holds {len(broken)} DICOM files, all truncated or corrupt."
+        )
+    if not series:
+        others = sorted(p.name for p in folder.rglob("*") if file_format(p) and p.is_file())
+        hint = f" (it has {others[0]}: pass that file itself)" if others else ""
+        raise InvalidInputError(
+            f"The folder {folder} holds {n_files} files but no DICOM images{hint}."
+        )
+    if series_uid is not None:
+        match = [s for s in series if s.uid == series_uid]
+        if not match:
+            uids = ", ".join(s.uid for s in series[:5])
+            raise InvalidInputError(f"Series {series_uid} is not in {folder} (found: {uids}).")
+        chosen: Series | None = match[0]
+        assert chosen is not None
+        if chosen.reason:
+            raise InvalidInputError(f"Series {series_uid} cannot be used: {chosen.reason}.")
+    else:
+        chosen = choose(series)
+    if chosen is None:
+        why = "; ".join(f"{s.uid or '(no UID)'}: {s.reason}" for s in series[:3])
+        more = f" and {len(series) - 3} more" if len(series) > 3 else ""
+        raise InvalidInputError(f"No usable CT series in {folder} ({why}{more}).")
+    volume = read_series(chosen, folder, series)
+    if broken:
+        names = ", ".join(p.name for p in broken[:3]) + (" ..." if len(broken) > 3 else "")
+        volume.metadata["notes"].append(
+            f"{len(broken)} truncated or corrupt DICOM files skipped ({names})"
+        )
+    return volume
+
+
+def read_dicom_file(path: Path, series_uid: str | None = None) -> CtVolume:
+    """An enhanced multi-frame file, or one slice of a classic series (its folder is read)."""
+    ds = read_header(path)
+    if ds is None:
+        if has_preamble(path):
+            raise InvalidInputError(f"{path} is a truncated or corrupt DICOM file.")
+        raise InvalidInputError(f"{path} is not a DICOM, NIfTI, NRRD or MetaImage file.")
+    if "Rows" not in ds:
+        sop = ds.get("SOPClassUID", "unknown")
+        raise InvalidInputError(f"{path} is a DICOM file without an image (SOP class {sop}).")
+    uid = str(ds.get("SeriesInstanceUID", ""))
+    if series_uid is not None and series_uid != uid:
+        raise InvalidInputError(f"{path} belongs to series {uid}, not {series_uid}.")
+    if "NumberOfFrames" not in ds:
+        vol = read_dicom_folder(path.parent, uid)
+        vol.metadata["notes"].insert(0, f"single slice given: read series {uid} from its folder")
+        return vol
+    series = Series(uid, [path], [ds], planes_of(ds, 0))
+    series.reason = unusable_reason(series)
+    if series.reason:
+        raise InvalidInputError(f"{path} cannot be used: {series.reason}.")
+    return read_series(series, path, [series])

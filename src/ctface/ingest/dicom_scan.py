@@ -1,0 +1,159 @@
+"""Find DICOM files (any name, nested folders), group them into series, choose the CT volume.
+
+Headers only (``dcmread(stop_before_pixels=True)``). Files without the "DICM" preamble are read
+with ``force=True`` and kept only if they carry a SOP class or a series UID plus image rows.
+
+Choice among usable series (CT modality, CT image SOP class, not a localizer, >= 8 slices with
+positions): prefer a series whose top reaches within 30 mm of the highest slice of all usable
+series (the head is at the top), then the most slices in the 250 mm below that top, then the
+most slices, then the UID (deterministic).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from ctface.ingest.checks import MAX_SLICES, MIN_SLICES
+from ctface.ingest.dicom_planes import Plane, planes_of
+
+CT_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
+}
+USED_TAGS = (
+    "SOPClassUID", "SeriesInstanceUID", "Modality", "ImageType", "Rows", "Columns",
+    "NumberOfFrames", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+    "RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
+    "SeriesDescription", "PatientID", "StudyDate", "PatientPosition", "Manufacturer",
+)  # fmt: skip
+HEAD_WINDOW_MM = 250.0
+TOP_TOLERANCE_MM = 30.0
+
+
+@dataclass
+class Series:
+    uid: str
+    paths: list[Path] = field(default_factory=list)
+    headers: list[Dataset] = field(default_factory=list)
+    planes: list[Plane] = field(default_factory=list)
+    reason: str | None = None  # why it cannot be the CT volume; None = usable
+
+    @property
+    def first(self) -> Dataset:
+        return self.headers[0]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "n_slices": len(self.planes),
+            "modality": str(self.first.get("Modality", "")),
+            "description": str(self.first.get("SeriesDescription", "")),
+            "usable": self.reason is None,
+            "why_not": self.reason,
+        }
+
+
+def has_preamble(path: Path) -> bool:
+    """True if the file starts with the 128-byte preamble and "DICM" (a DICOM Part 10 file)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def read_header(path: Path) -> Dataset | None:
+    """The header of a DICOM file, or None if ``path`` is not (readable) DICOM."""
+    try:
+        magic = has_preamble(path)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not magic)
+        image_like = "SeriesInstanceUID" in ds and "Rows" in ds
+        if "SOPClassUID" not in ds and not image_like:  # not DICOM, or a header cut short
+            return None
+        for tag in USED_TAGS:  # values are decoded lazily: decode now, inside the try
+            ds.get(tag)
+        return ds
+    except Exception:  # probing arbitrary bytes: any parse failure means "not DICOM"
+        return None
+
+
+def unusable_reason(s: Series) -> str | None:
+    ds = s.first
+    modality = str(ds.get("Modality", "")).upper()
+    sop = str(ds.get("SOPClassUID", ""))
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if modality != "CT":
+        return f"modality {modality or 'unknown'}, not CT"
+    if sop and sop not in CT_SOP_CLASSES:
+        return f"SOP class {sop} is not a CT image"
+    if "LOCALIZER" in image_type or "SCOUT" in image_type:
+        return "localizer (scout) image"
+    if not s.planes:
+        return "no image geometry (ImagePositionPatient / PixelSpacing missing)"
+    if len(s.planes) < MIN_SLICES:
+        return f"only {len(s.planes)} slices (at least {MIN_SLICES} needed)"
+    if len(s.planes) > MAX_SLICES:
+        return f"{len(s.planes)} slices (at most {MAX_SLICES})"
+    return None
+
+
+def scan_folder(folder: Path) -> tuple[list[Series], int, list[Path]]:
+    """All series under ``folder`` (recursive), the number of files, and the broken DICOM files
+    (with the "DICM" preamble but an unreadable header)."""
+    by_uid: dict[str, Series] = {}
+    n_files = 0
+    broken: list[Path] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(root) / name
+            if name.startswith(".") or name.upper() == "DICOMDIR" or not path.is_file():
+                continue
+            n_files += 1
+            ds = read_header(path)
+            try:
+                planes = planes_of(ds, 0) if ds is not None and "Rows" in ds else None
+            except Exception:  # malformed values (e.g. Rows = "abc"): not a usable image
+                planes, ds = None, None
+            if ds is None and has_preamble(path):
+                broken.append(path)
+            if ds is None or planes is None:
+                continue
+            uid = str(ds.get("SeriesInstanceUID", ""))
+            s = by_uid.setdefault(uid, Series(uid))
+            s.planes.extend(replace(p, file=len(s.paths)) for p in planes)
+            s.paths.append(path)
+            s.headers.append(ds)
+    series = sorted(by_uid.values(), key=lambda s: s.uid)
+    for s in series:
+        s.reason = unusable_reason(s)
+    return series, n_files, broken
+
+
+def _top_z(s: Series) -> float:
+    return max(float(p.ipp[2]) for p in s.planes)
+
+
+def choose(series: list[Series]) -> Series | None:
+    """The usable series with the most slices through the head (see the module docstring)."""
+    usable = [s for s in series if s.reason is None]
+    if not usable:
+        return None
+    top = max(_top_z(s) for s in usable)
+
+    def key(s: Series) -> tuple[bool, int, int, str]:
+        normal = np.cross(s.planes[0].iop[:3], s.planes[0].iop[3:])
+        axial = abs(normal[2]) > 0.5
+        z = np.array([p.ipp[2] for p in s.planes])
+        in_window = int((z >= top - HEAD_WINDOW_MM).sum()) if axial else len(z)
+        return (_top_z(s) >= top - TOP_TOLERANCE_MM, in_window, len(z), s.uid)
+
+    return max(usable, key=key)

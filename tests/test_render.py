@@ -1,0 +1,291 @@
+"""Face depth rendering: metric depth across acquisitions, landmarks, face location, no-face
+errors, any voxel geometry, output folder and CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import FACE_MODEL, needs_face_model
+
+from ctface.errors import NoFaceError, OutputError
+from ctface.ingest.volume import CtVolume
+from ctface.render import (
+    FaceRendering,
+    View,
+    locate_face,
+    pose_grid,
+    project_points,
+    render_face,
+    write_rendering,
+)
+from ctface.render.surface import skin_surface
+from ctface.render.views import grid_shape
+
+FRONTAL = View(0.0, 0.0, 0.0)
+TURNED = View(15.0, -20.0, 0.0)
+CLEAN = {"mask": False, "tube": "none", "dental_metal": 0, "cut_top_mm": 0.0, "cut_chin": False}
+
+
+@pytest.fixture(scope="module")
+def model_maps() -> tuple[Any, Any]:
+    needs_face_model()
+    from ctface.phantom.face_model import load_face_model
+    from ctface.phantom.mesh import tissue_maps
+
+    model = load_face_model(FACE_MODEL)
+    return model, tissue_maps(model)
+
+
+def _scan(model_maps: tuple[Any, Any], seed: int, **acq: Any) -> tuple[CtVolume, dict[str, Any]]:
+    """A phantom CT of subject ``seed``; identical pose and anatomy for every ``acq``."""
+    from ctface.phantom.generator import synthesize_scan
+    from ctface.phantom.params import NuisanceConfig, draw_scan, draw_subject
+
+    model, maps = model_maps
+    rng = np.random.default_rng(seed)
+    subject = draw_subject(rng, f"R{seed}", model.n_identity)
+    scan = draw_scan(rng, f"R{seed}_01", model.expression_names, NuisanceConfig())
+    scan = dataclasses.replace(scan, **{**CLEAN, **acq})
+    res = synthesize_scan(model, maps, subject, scan, np.random.default_rng(seed + 1000))
+    return res.volume, res.truth
+
+
+@pytest.fixture(scope="module")
+def thick(model_maps: tuple[Any, Any]) -> tuple[CtVolume, dict[str, Any]]:
+    return _scan(model_maps, 11, pixel_mm=1.0, slice_thickness_mm=3.0, slice_spacing_mm=3.0)
+
+
+@pytest.fixture(scope="module")
+def thin(model_maps: tuple[Any, Any]) -> tuple[CtVolume, dict[str, Any]]:
+    return _scan(model_maps, 11, pixel_mm=0.8, slice_thickness_mm=0.6, slice_spacing_mm=0.6)
+
+
+@pytest.fixture(scope="module")
+def thick_90(thick: tuple[CtVolume, dict[str, Any]]) -> FaceRendering:
+    return render_face(thick[0])
+
+
+def _lm(truth: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k: np.array(v["lps"], dtype=float) for k, v in truth["landmarks"].items()}
+
+
+def test_pose_grid() -> None:
+    views = pose_grid()
+    assert len(views) == 90 and grid_shape(90) == (9, 10)
+    assert sorted({v.pitch for v in views}) == pytest.approx(np.linspace(-20, 20, 9))
+    assert sorted({v.roll for v in views}) == pytest.approx(np.linspace(-25, 25, 10))
+    assert all(v.yaw == 0 for v in views)
+    assert grid_shape(12) == (3, 4) and grid_shape(7) == (1, 7)
+    assert pose_grid(1) == [View(0.0, 0.0, 0.0)]
+    # conventions: pitch > 0 lifts the nose (forward tilts up), roll > 0 is counter-clockwise
+    assert (View(10, 0, 0).rotation() @ [0, 0, 1])[1] > 0
+    assert (View(0, 10, 0).rotation() @ [1, 0, 0])[1] > 0
+    assert (View(0, 0, 10).rotation() @ [0, 0, 1])[0] > 0
+
+
+def test_depth_is_metric_across_slice_thickness(
+    thick: tuple[CtVolume, dict[str, Any]], thin: tuple[CtVolume, dict[str, Any]]
+) -> None:
+    """Same face, same pose, 1 mm x 3 mm voxels vs 0.8 mm x 0.6 mm: same depth images."""
+    assert thick[0].spacing[2] == 3.0 and thin[0].spacing[2] == pytest.approx(0.6)
+    a = render_face(thick[0], views=[FRONTAL, TURNED])
+    b = render_face(thin[0], views=[FRONTAL, TURNED])
+    assert np.linalg.norm(a.frame.origin - b.frame.origin) < 1.0
+    for v in range(2):
+        da, db = a.depth_mm[v], b.depth_mm[v]
+        both = np.isfinite(da) & np.isfinite(db)
+        face = both & (da > 40.0)  # the face, not the sides of the head
+        assert face.sum() > 8000
+        assert np.median(np.abs(da - db)[face]) < 1.0
+        assert np.percentile(np.abs(da - db)[face], 90) < 2.0
+        assert (np.isfinite(da) != np.isfinite(db)).mean() < 0.01  # same silhouette
+        assert np.array_equal(a.normalized[v] == 0, ~np.isfinite(da))
+
+
+def test_roll_groups_match_single_views(thick: tuple[CtVolume, dict[str, Any]]) -> None:
+    """Views sharing a pitch share a visibility pass; it must not change any pixel."""
+    volume, _ = thick
+    frame = locate_face(volume)
+    views = pose_grid(4)  # pitch -20/+20 x roll -25/+25
+    grouped = render_face(volume, frame=frame, views=views, size=128)
+    for i, v in enumerate(views):
+        single = render_face(volume, frame=frame, views=[v], size=128).depth_mm[0]
+        assert np.array_equal(np.isfinite(single), np.isfinite(grouped.depth_mm[i]))
+        diff = np.abs(single - grouped.depth_mm[i])[np.isfinite(single)]
+        # identical but for a few silhouette pixels (samples of triangles facing other views)
+        assert (diff > 0.05).mean() < 0.001 and diff.max() < 1.0
+    # the adjustment: NX = C (SX - theta) / (max SX - theta), surface 1..255, background 0
+    d, n = grouped.depth_mm[1], grouped.normalized[1]
+    ok = np.isfinite(d)
+    expect = 220.0 * (d[ok] - grouped.theta_mm) / (d[ok].max() - grouped.theta_mm)
+    assert np.abs(n[ok] - np.clip(np.rint(expect), 1, 255)).max() <= 1
+    assert (n[~ok] == 0).all()
+
+
+def test_landmarks_metric(thin: tuple[CtVolume, dict[str, Any]]) -> None:
+    """Depths and depth differences in the image equal the truth's along the view axis (mm).
+
+    The phantom seals skin gaps narrower than ~3 mm (eyelid fissures, lip corners), so its CT
+    skin can lie up to ~2 mm in front of the truth eye or mouth point (seen in the HU profile
+    itself, not only in the rendering); the convex nose tip has no such offset.
+    """
+    volume, truth = thin
+    r = render_face(volume, views=[FRONTAL, TURNED])
+    lm = _lm(truth)
+    for v in range(2):
+        img = r.depth_mm[v]
+        proj = {k: project_points(r, p, v)[0] for k, p in lm.items()}
+        at = {}
+        for name, (col, row, depth) in proj.items():
+            c, rr = int(round(col)), int(round(row))
+            assert 0 <= c < r.size and 0 <= rr < r.size, name
+            assert np.isfinite(img[rr, c]), f"{name} falls on background"
+            at[name] = float(img[rr, c])
+            assert abs(at[name] - depth) < 2.5, (name, at[name], depth)
+        assert at["nose_tip"] == pytest.approx(proj["nose_tip"][2], abs=1.0)
+        eyes_img = (at["right_eye"] + at["left_eye"]) / 2
+        eyes_true = (proj["right_eye"][2] + proj["left_eye"][2]) / 2
+        assert at["nose_tip"] - eyes_img == pytest.approx(proj["nose_tip"][2] - eyes_true, abs=2.0)
+        assert 15.0 < at["nose_tip"] - eyes_img < 45.0
+        # image orientation: the patient's right eye is on the image's left, eyes above mouth
+        assert proj["right_eye"][0] < proj["left_eye"][0]
+        assert proj["right_eye"][1] < proj["right_mouth"][1]
+    # the frame origin is the nose tip; it is the highest point of the frontal image
+    assert np.linalg.norm(r.frame.origin - lm["nose_tip"]) < 5.0
+    assert np.nanmax(r.depth_mm[0]) == pytest.approx(100.0, abs=1.0)
+
+
+@pytest.mark.parametrize(
+    ("seed", "pose"),
+    [(21, (18.0, -8.0, 12.0)), (22, (-18.0, 9.0, -13.0))],
+)
+def test_locate_face_poses(
+    model_maps: tuple[Any, Any], seed: int, pose: tuple[float, float, float]
+) -> None:
+    acq = {"pixel_mm": 1.0, "slice_thickness_mm": 3.0, "slice_spacing_mm": 3.0}
+    p, r, y = pose
+    volume, truth = _scan(model_maps, seed, pitch_deg=p, roll_deg=r, yaw_deg=y, **acq)
+    frame = locate_face(volume)
+    assert frame.method == "geometric"
+    assert np.allclose(frame.forward, [0, -1, 0]) and np.allclose(frame.up, [0, 0, 1])
+    assert np.linalg.norm(frame.origin - _lm(truth)["nose_tip"]) < 10.0
+
+
+def test_locate_face_same_scan(thick: tuple[CtVolume, dict[str, Any]]) -> None:
+    frame = locate_face(thick[0])
+    assert np.linalg.norm(frame.origin - _lm(thick[1])["nose_tip"]) < 10.0
+
+
+def test_no_face(thick: tuple[CtVolume, dict[str, Any]]) -> None:
+    air = CtVolume(np.full((30, 80, 80), -1024, np.int16), np.diag([2.0, 2.0, 2.0, 1.0]))
+    with pytest.raises(NoFaceError, match="no face in field of view"):
+        locate_face(air)
+    with pytest.raises(NoFaceError):
+        render_face(air, views=[FRONTAL])
+    # only the back of the head: cut the volume halfway between the nose tip and the occiput
+    volume, truth = thick
+    nose_j = volume.lps_to_ijk(_lm(truth)["nose_tip"])[0][1]
+    rows = np.flatnonzero((volume.hu >= -350).any(axis=(0, 2)))
+    cut = int(nose_j + 0.5 * (rows[-1] - nose_j))
+    affine = volume.affine_lps.copy()
+    affine[:3, 3] = volume.ijk_to_lps(np.array([0, cut, 0]))[0]
+    back = CtVolume(volume.hu[:, cut:, :].copy(), affine)
+    with pytest.raises(NoFaceError, match="no face in field of view"):
+        locate_face(back)
+
+
+def test_any_voxel_geometry(thick: tuple[CtVolume, dict[str, Any]]) -> None:
+    """The same voxels stored right-to-left and top-to-bottom give the same images."""
+    volume, _ = thick
+    ni, _, nk = volume.shape_ijk
+    flip = np.diag([-1.0, 1.0, -1.0, 1.0])
+    flip[:3, 3] = [ni - 1, 0, nk - 1]  # new (i, j, k) -> old (i, j, k)
+    flipped = CtVolume(volume.hu[::-1, :, ::-1].copy(), volume.affine_lps @ flip)
+    assert np.allclose(
+        flipped.ijk_to_lps(np.array([0, 0, 0])), volume.ijk_to_lps([ni - 1, 0, nk - 1])
+    )
+    a = render_face(volume, views=[FRONTAL])
+    b = render_face(flipped, views=[FRONTAL])
+    assert np.linalg.norm(a.frame.origin - b.frame.origin) < 0.1
+    both = np.isfinite(a.depth_mm) & np.isfinite(b.depth_mm)
+    assert both.sum() > 8000
+    assert np.median(np.abs(a.depth_mm - b.depth_mm)[both]) < 0.05
+    # outward normals, whatever the handedness: the skin at the nose tip faces anterior
+    box = (slice(0, nk), slice(0, volume.hu.shape[1]), slice(0, ni))
+    for vol in (volume, flipped):
+        s = skin_surface(vol, -350.0, box)
+        centre = s.vertices[s.triangles].mean(axis=1)
+        near = np.linalg.norm(centre - a.frame.origin, axis=1) < 3.0
+        assert near.any() and (s.normals[near] @ [0, -1, 0]).mean() > 0.8
+
+
+def test_partial_face_reports_missing(model_maps: tuple[Any, Any]) -> None:
+    volume, truth = _scan(
+        model_maps, 23, pixel_mm=1.0, slice_thickness_mm=3.0, slice_spacing_mm=3.0, cut_chin=True
+    )
+    r = render_face(volume, views=[FRONTAL])
+    assert "chin" in r.face_region["missing"] + r.face_region["partial"]
+    assert r.face_region["parts_in_field_of_view"]["eyes"] == 1.0
+    assert r.face_region["parts_in_view"]["forehead"] > 0.9
+    assert np.isfinite(r.depth_mm[0]).sum() > 8000
+    assert np.linalg.norm(r.frame.origin - _lm(truth)["nose_tip"]) < 10.0
+
+
+def test_write_rendering(thick_90: FaceRendering, tmp_path: Path) -> None:
+    r = thick_90
+    assert r.depth_mm.shape == (90, 256, 256) and r.depth_mm.dtype == np.float32
+    assert r.normalized.dtype == np.uint8 and r.normalized.max() == 220
+    assert all(np.isfinite(r.depth_mm[v]).sum() > 8000 for v in range(90))
+    out = write_rendering(r, tmp_path / "render")
+    meta = json.loads((out / "render.json").read_text())
+    assert len(meta["views"]) == 90
+    assert {"pitch", "roll", "yaw", "depth"} <= set(meta["views"][0])
+    assert all((out / v["depth"]).is_file() for v in meta["views"])
+    assert meta["camera"]["projection"] == "orthographic"
+    assert meta["camera"]["size"] == 256
+    assert meta["camera"]["mm_per_pixel"] == pytest.approx(220 / 256)
+    assert meta["normalization"] == {**meta["normalization"], "theta_mm": r.theta_mm, "C": 220.0}
+    assert meta["frame"]["method"] == "geometric" and meta["threshold_hu"] == -350.0
+    assert "missing" in meta["face_region"]
+    depth = np.load(out / "depth_mm.npz")["depth_mm"]
+    assert depth.dtype == np.float32 and np.array_equal(depth, r.depth_mm, equal_nan=True)
+    from PIL import Image
+
+    png = np.asarray(Image.open(out / meta["views"][37]["depth"]))
+    assert np.array_equal(png, r.normalized[37])
+    assert (out / "qc.png").stat().st_size > 10_000
+    with pytest.raises(OutputError):
+        write_rendering(r, out)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_cli_render(thick: tuple[CtVolume, dict[str, Any]], tmp_path: Path) -> None:
+    from ctface.phantom.export import write_nifti
+
+    scan = write_nifti(thick[0], tmp_path / "scan.nii.gz")
+    out = tmp_path / "r"
+    args = ["render", str(scan), "--out", str(out), "--views", "4", "--size", "64"]
+    res = _ctface(*args, "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["views"] == 4 and summary["frame"]["method"] == "geometric"
+    meta = json.loads((out / "render.json").read_text())
+    assert len(meta["views"]) == 4 and meta["camera"]["size"] == 64
+    again = _ctface(*args)
+    assert again.returncode == 5 and "not empty" in again.stderr
+    air = tmp_path / "air.nii.gz"
+    write_nifti(CtVolume(np.full((40, 64, 64), -1000, np.int16), np.diag([3.0, 3, 3, 1])), air)
+    res = _ctface("render", str(air), "--out", str(tmp_path / "a"))
+    assert res.returncode in (4, 6) and res.stderr.count("\n") == 1, res.stderr
+
+
+def _ctface(*args: str) -> subprocess.CompletedProcess[str]:
+    code = "from ctface.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
