@@ -16,7 +16,8 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the demo's files."),
     jobs: int = typer.Option(2, "--jobs", min=1, help="Worker processes."),
 ) -> None:
-    """Generate a small synthetic hospital (4 people, 2 scans each, some DICOM) with QC images.
+    """Generate a small synthetic hospital (4 people, 2 scans each, some DICOM) with QC images,
+    then ingest one DICOM scan and render its face as 90 depth images.
 
     Recognition (enroll / identify) joins this demo when those stages exist.
     """
@@ -29,3 +30,17 @@ def demo(
     )  # fmt: skip
     out_console.print(summary_table(rows, cohort))
     out_console.print(f"manifest: {cohort / 'manifest.csv'}; QC images: {cohort / 'qc'}")
+
+    from ctface.ingest import load_ct
+    from ctface.render import render_face, write_rendering
+
+    first = next((r for r in rows if r["format"] == "dicom"), rows[0])
+    rendered = out / f"render_{first['scan_id']}"
+    if rendered.exists():
+        shutil.rmtree(rendered)
+    result = render_face(load_ct(cohort / first["path"]))
+    write_rendering(result, rendered)
+    out_console.print(
+        f"face of {first['scan_id']} ({first['format']}): {len(result.views)} depth images, "
+        f"missing parts: {', '.join(result.face_region['missing']) or 'none'} -> {rendered}"
+    )

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ctface.cli.main import app
 
 out_console = Console()
+SOURCE_KEYS = ("format", "series_uid", "series_description", "notes", "canonical")
 
 
 @app.command()
@@ -54,6 +55,7 @@ def render(
         "size": result.size,
         "mm_per_pixel": result.mm_per_pixel,
         "frame": result.frame.to_json(),
+        "source": {k: volume.metadata.get(k) for k in SOURCE_KEYS if k in volume.metadata},
         "missing": result.face_region["missing"],
         "partial": result.face_region["partial"],
         "seconds": {
@@ -66,6 +68,12 @@ def render(
         print(json.dumps(summary, indent=1))
     else:
         missing = ", ".join(result.face_region["missing"]) or "none"
+        meta = volume.metadata
+        if meta.get("series_uid"):
+            about = meta.get("series_description") or "no description"
+            out_console.print(f"series {meta['series_uid']} ({about})")
+        for note in meta.get("notes", []):
+            out_console.print(f"note: {note}")
         out_console.print(
             f"wrote {len(result.views)} depth images ({size} px, "
             f"{result.mm_per_pixel:.3f} mm/px) to {out}; face parts missing: {missing}; "

@@ -82,6 +82,11 @@ def canonicalize(volume: CtVolume, spacing_mm: float = DEFAULT_SPACING_MM) -> Ct
         out[k0 : k0 + n] = np.rint(sitk.GetArrayViewFromImage(part))
     meta: dict[str, Any] = copy.deepcopy(volume.metadata)
     meta["canonical"] = f"LPS, i->L j->P k->S, {spacing_mm:g} mm"
+    if "source_geometry" not in meta:  # what was scanned; the canonical grid is padded with air
+        meta["source_geometry"] = {
+            "affine_lps": volume.affine_lps.tolist(),
+            "shape_ijk": list(volume.shape_ijk),
+        }
     meta["spacing_mm"] = float(spacing_mm)
     meta.setdefault("original_spacing", [round(v, 6) for v in volume.spacing])
     return CtVolume(out, out_affine, meta)

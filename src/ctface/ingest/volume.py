@@ -59,6 +59,14 @@ class CtVolume:
         """Voxel (i, j, k) -> RAS mm, as NIfTI stores it."""
         return LPS_TO_RAS @ self.affine_lps
 
+    def scanned_geometry(self) -> tuple[np.ndarray, np.ndarray]:
+        """(affine_lps, shape_ijk) of what was actually scanned: the source geometry recorded in
+        ``metadata["source_geometry"]`` by resampling (which pads with air), else this volume's."""
+        src = self.metadata.get("source_geometry")
+        if isinstance(src, dict) and "affine_lps" in src and "shape_ijk" in src:
+            return np.asarray(src["affine_lps"], float), np.asarray(src["shape_ijk"], float)
+        return self.affine_lps, np.array(self.shape_ijk, dtype=float)
+
     def ijk_to_lps(self, ijk: np.ndarray) -> np.ndarray:
         """Voxel indices (N, 3) as (i, j, k) -> LPS mm (N, 3)."""
         ijk = np.atleast_2d(np.asarray(ijk, dtype=float))

@@ -140,22 +140,12 @@ def _box_corners(box: np.ndarray) -> np.ndarray:
     return np.array([[x, y, z] for x in box[:, 0] for y in box[:, 1] for z in box[:, 2]])
 
 
-def _fov(volume: CtVolume) -> tuple[np.ndarray, np.ndarray]:
-    """(affine_lps, shape_ijk) of the scanned field of view: the volume's own, or the source
-    geometry an ingest step recorded in ``metadata["source_geometry"]`` (a resampled volume
-    is padded with air beyond what was scanned)."""
-    src = volume.metadata.get("source_geometry")
-    if isinstance(src, dict) and "affine_lps" in src and "shape_ijk" in src:
-        return np.asarray(src["affine_lps"], float), np.asarray(src["shape_ijk"], float)
-    return volume.affine_lps, np.array(volume.shape_ijk, dtype=float)
-
-
 def face_coverage(
     volume: CtVolume, frame: FaceFrame, frontal: np.ndarray, mpp: float
 ) -> dict[str, Any]:
     """Share of each face part (``FACE_PARTS``) that is both inside the field of view and
     covered by skin in the frontal depth image ``frontal`` (pitch = roll = yaw = 0)."""
-    affine, shape = _fov(volume)
+    affine, shape = volume.scanned_geometry()
     inv = np.linalg.inv(affine)
     size = frontal.shape[0]
     c = (size - 1) / 2

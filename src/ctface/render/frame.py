@@ -161,10 +161,14 @@ def _on_side_cut(volume: CtVolume, p: np.ndarray, st: tuple[int, int, int]) -> b
     """Whether ``p`` lies on a face of the field of view that does not look anterior (an axial
     cut above or below, or a lateral one), where cut edges make false corners; an anterior cut
     (a nose cut off in front) is not one."""
-    ijk = volume.lps_to_ijk(p)[0]
-    inv = np.linalg.inv(volume.affine_lps)[:3, :3]
-    margin = 1.5 * np.array(st[::-1], dtype=float)
-    top = np.array(volume.shape_ijk, dtype=float) - 1 - margin
+    affine, shape = volume.scanned_geometry()
+    inv4 = np.linalg.inv(affine)
+    ijk = inv4[:3, :3] @ p + inv4[:3, 3]
+    inv = inv4[:3, :3]
+    # 1.5 analysis steps (``st``, in this volume's voxels) or 3 mm, in scanned voxels
+    reach_mm = max(3.0, 1.5 * float(np.max(np.array(st) * np.array(volume.spacing)[::-1])))
+    margin = reach_mm / np.linalg.norm(affine[:3, :3], axis=0)
+    top = shape - 1 - margin
     for axis in range(3):
         for on, sign in ((ijk[axis] < margin[axis], -1.0), (ijk[axis] > top[axis], 1.0)):
             normal = sign * inv[axis] / np.linalg.norm(inv[axis])  # outward normal of that face
@@ -223,11 +227,18 @@ def locate_face(volume: CtVolume, threshold_hu: float = -350.0) -> FaceFrame:
     pts = _surface_points(volume, body, st)
     clusters = _vote_clusters(pts)[:MAX_CANDIDATES]
     # clusters on an axial or lateral cut of the field of view are tried last
-    clusters.sort(key=lambda c: (_on_side_cut(volume, c[1], st), -c[0]))
+    on_cut = {id(c): _on_side_cut(volume, c[1], st) for c in clusters}
+    clusters.sort(key=lambda c: (on_cut[id(c)], -c[0]))
     best = 0.0
-    for _, tip in clusters:
+    for cluster in clusters:
+        tip = cluster[1]
         protrusion = _protrusion(pts, tip)
         if protrusion >= MIN_PROTRUSION_MM:
+            if on_cut[id(cluster)]:
+                raise NoFaceError(
+                    "no usable face: the field of view cuts the face off (the only nose-like "
+                    "point lies on an axial or lateral edge of the scanned volume)"
+                )
             break
         best = max(best, protrusion)
     else:
