@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
+from pydicom.dataset import Dataset
 
 from ctface.errors import InvalidInputError
 from ctface.ingest.checks import HuStats, first_line, to_hu
@@ -42,9 +42,9 @@ class _Pixels:
         path = self.series.paths[plane.file]
         try:
             if plane.frame < 0:
-                return np.asarray(pydicom.dcmread(path).pixel_array)
+                return _pixels_once(self.series.headers[plane.file])
             if plane.file not in self.frames:
-                arr = np.asarray(pydicom.dcmread(path).pixel_array)
+                arr = _pixels_once(self.series.headers[plane.file])
                 self.frames = {plane.file: arr.reshape(-1, *arr.shape[-2:])}
             return self.frames[plane.file][plane.frame]
         except Exception as exc:  # pydicom/numpy raise many types on bad files
@@ -70,6 +70,14 @@ class _Pixels:
         limit = ds.get("PixelPaddingRangeLimit", pad)
         padding = None if pad is None else (float(pad), float(limit))
         return to_hu(raw, plane.slope, plane.intercept, padding, self.stats)
+
+
+def _pixels_once(ds: Dataset) -> np.ndarray:
+    """Pixel array of a header read with deferred PixelData; then drop it from the dataset."""
+    arr = np.asarray(ds.pixel_array)
+    del ds.PixelData
+    ds._pixel_array = None
+    return arr
 
 
 def _assemble(plan: StackPlan, pixels: _Pixels) -> np.ndarray:

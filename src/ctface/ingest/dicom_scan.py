@@ -38,7 +38,7 @@ USED_TAGS = (
 HEADER_TAGS = USED_TAGS + (
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "SliceThickness",
     "BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel",
-    "PhotometricInterpretation", "SpecificCharacterSet",
+    "PhotometricInterpretation", "SpecificCharacterSet", "PlanarConfiguration",
 )  # fmt: skip
 HEAD_WINDOW_MM = 250.0
 TOP_TOLERANCE_MM = 30.0
@@ -80,8 +80,10 @@ def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file, or None if ``path`` is not (readable) DICOM."""
     try:
         magic = has_preamble(path)
+        # PixelData is listed but deferred: not read now, read from the file when needed, so
+        # each file is parsed once.
         ds = pydicom.dcmread(
-            path, stop_before_pixels=True, force=not magic, specific_tags=list(HEADER_TAGS)
+            path, force=not magic, specific_tags=[*HEADER_TAGS, "PixelData"], defer_size=1024
         )
         image_like = "SeriesInstanceUID" in ds and "Rows" in ds
         if "SOPClassUID" not in ds and not image_like:  # not DICOM, or a header cut short
