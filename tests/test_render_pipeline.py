@@ -81,3 +81,11 @@ def test_dicom_and_nifti_of_one_phantom_render_the_same(tmp_path: Path) -> None:
         np.percentile(diff, 99),
     )
     assert np.allclose(a.frame.origin, b.frame.origin, atol=0.01)
+
+
+def test_real_ct_flat_cut_nose_is_still_the_nose() -> None:
+    """Visible Human (forehead to chin, nose tip cut flat): the nose, not the chin, is the
+    origin, so no face part is reported missing."""
+    r = render_face(load_ct(_real("visible_human")), views=VIEWS[:1])
+    assert r.face_region["missing"] == [], r.face_region
+    assert r.face_region["parts_in_view"]["chin"] > 0.5

@@ -13,11 +13,13 @@
    broad (each direction picks a different point). Where the field of view cuts the body, the
    cut face counts as surface (a head cut open in front shows a flat face, never a nose; a
    nose cut off in front keeps its flat tip); the edge of an axial or lateral cut (through
-   the mouth or forehead) can gather votes too, so clusters there are tried after the others.
-3. Face test, in that order over the 4 best clusters: the first that stands out of its
-   surroundings is the nose tip: on a ring 25-40 mm around it (coronal plane) the most
-   anterior surface lies a median >= 10 mm behind it (phantom faces 20-30 mm, flat real noses
-   11-15; the back of a head ~6: a sphere of radius 90 mm). None passes (the back of a head, a
+   the mouth or forehead) can gather votes too, so clusters there never count as a nose.
+3. Face test over the 4 best clusters: of those that stand out of their surroundings, the one
+   standing out most is the nose tip; if only clusters on an axial or lateral cut of the field
+   of view stand out, the face is cut off -> NoFaceError. Standing out: on a ring 25-40 mm
+   around it (coronal plane) the most anterior surface lies a median >= 10 mm behind it
+   (phantom faces 20-30 mm, flat real noses 11-15; the back of a head ~6: a sphere of radius
+   90 mm). None passes (the back of a head, a
    face cut off in front, a prone patient) -> NoFaceError.
 4. Refinement at full resolution: the skin isosurface in a 40 mm cube around the coarse tip;
    origin = the most anterior point (depth) and the area-weighted centre of the surface cap
@@ -27,10 +29,11 @@
 forward = anterior (0, -1, 0) and up = superior (0, 0, 1): the patient axes of the scan, not
 the face's own (head pitch/roll/yaw in the scanner stays in the images, like the paper's).
 
-Known limits (real CTs in ../shared/data/real_ct): a nose cut flat by the field of view on a
-flattened cadaver face (Visible Human) stands out less than the chin, which is taken instead;
-a scan ending at the brow (GE gantry-tilt sample) takes the brow for the nose. Both still
-render; the face-part report then refers to the wrong origin. Landmarks will replace this.
+Known limits (real CTs in ../shared/data/real_ct): the flat cut nose of Visible Human stands
+out only ~14 mm (its chin ~12 mm), so the margin is small on flattened cadaver faces; a scan
+ending at the brow (GE gantry-tilt sample) has only side-cut candidates and is refused as "no
+usable face". A prone patient or a face turned > 40 deg is not found. Landmarks will replace
+this rule.
 """
 
 from __future__ import annotations
@@ -227,20 +230,19 @@ def locate_face(volume: CtVolume, threshold_hu: float = -350.0) -> FaceFrame:
     pts = _surface_points(volume, body, st)
     clusters = _vote_clusters(pts)[:MAX_CANDIDATES]
     # clusters on an axial or lateral cut of the field of view are tried last
-    on_cut = {id(c): _on_side_cut(volume, c[1], st) for c in clusters}
-    clusters.sort(key=lambda c: (on_cut[id(c)], -c[0]))
-    best = 0.0
-    for cluster in clusters:
-        tip = cluster[1]
-        protrusion = _protrusion(pts, tip)
-        if protrusion >= MIN_PROTRUSION_MM:
-            if on_cut[id(cluster)]:
-                raise NoFaceError(
-                    "no usable face: the field of view cuts the face off (the only nose-like "
-                    "point lies on an axial or lateral edge of the scanned volume)"
-                )
-            break
-        best = max(best, protrusion)
+    scored = [
+        (_on_side_cut(volume, c, st), _protrusion(pts, c), c) for _, c in clusters
+    ]  # the most protruding candidate off the field of view's side cuts is the nose tip
+    passing = [x for x in scored if x[1] >= MIN_PROTRUSION_MM]
+    best = max((x[1] for x in scored), default=0.0)
+    inside = [x for x in passing if not x[0]]
+    if inside:
+        tip = max(inside, key=lambda x: x[1])[2]
+    elif passing:
+        raise NoFaceError(
+            "no usable face: the field of view cuts the face off (the only nose-like "
+            "point lies on an axial or lateral edge of the scanned volume)"
+        )
     else:
         raise NoFaceError(
             "no face in field of view: nothing nose-like on the anterior surface (the most "
