@@ -95,9 +95,10 @@ def test_depth_is_metric_across_slice_thickness(
 ) -> None:
     """Same face, same pose, 1 mm x 3 mm voxels vs 0.8 mm x 0.6 mm: same depth images."""
     assert thick[0].spacing[2] == 3.0 and thin[0].spacing[2] == pytest.approx(0.6)
-    a = render_face(thick[0], views=[FRONTAL, TURNED])
-    b = render_face(thin[0], views=[FRONTAL, TURNED])
-    assert np.linalg.norm(a.frame.origin - b.frame.origin) < 1.0
+    frame = locate_face(thick[0])  # one camera for both: only the voxels differ
+    assert np.linalg.norm(locate_face(thin[0]).origin - frame.origin) < 1.0
+    a = render_face(thick[0], frame=frame, views=[FRONTAL, TURNED])
+    b = render_face(thin[0], frame=frame, views=[FRONTAL, TURNED])
     for v in range(2):
         da, db = a.depth_mm[v], b.depth_mm[v]
         both = np.isfinite(da) & np.isfinite(db)
@@ -252,7 +253,7 @@ def test_write_rendering(thick_90: FaceRendering, tmp_path: Path) -> None:
     assert meta["camera"]["size"] == 256
     assert meta["camera"]["mm_per_pixel"] == pytest.approx(220 / 256)
     assert meta["normalization"] == {**meta["normalization"], "theta_mm": r.theta_mm, "C": 220.0}
-    assert meta["frame"]["method"] == "geometric" and meta["threshold_hu"] == -350.0
+    assert meta["frame"]["method"] == "landmarks" and meta["threshold_hu"] == -350.0
     assert "missing" in meta["face_region"]
     depth = np.load(out / "depth_mm.npz")["depth_mm"]
     assert depth.dtype == np.float32 and np.array_equal(depth, r.depth_mm, equal_nan=True)
@@ -275,7 +276,7 @@ def test_cli_render(thick: tuple[CtVolume, dict[str, Any]], tmp_path: Path) -> N
     res = _ctface(*args, "--json")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
-    assert summary["views"] == 4 and summary["frame"]["method"] == "geometric"
+    assert summary["views"] == 4 and summary["frame"]["method"] == "landmarks"
     meta = json.loads((out / "render.json").read_text())
     assert len(meta["views"]) == 4 and meta["camera"]["size"] == 64
     again = _ctface(*args)

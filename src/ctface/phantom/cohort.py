@@ -29,7 +29,7 @@ import numpy as np
 from ctface.errors import InvalidInputError, OutputError
 from ctface.phantom.export import DicomSeriesInfo, make_uid, write_dicom_series, write_nifti
 from ctface.phantom.face_model import FaceModel, load_face_model
-from ctface.phantom.generator import GENERATOR_VERSION, synthesize_scan
+from ctface.phantom.generator import GENERATOR_VERSION, PhantomScan, synthesize_scan
 from ctface.phantom.mesh import TissueMaps, tissue_maps
 from ctface.phantom.params import NuisanceConfig, draw_scan, draw_subject
 
@@ -97,8 +97,9 @@ def _is_dicom(spec: CohortSpec, job: ScanJob) -> bool:
     return bool(u < spec.dicom_fraction)
 
 
-def generate_one(spec: CohortSpec, job: ScanJob, out: Path) -> dict[str, Any]:
-    """Generate, write and describe one scan; returns its manifest row."""
+def synthesize_job(spec: CohortSpec, job: ScanJob) -> tuple[PhantomScan, np.random.Generator]:
+    """The scan of ``job`` (its draws depend on the seed and indices only) and its generator,
+    which the writers go on drawing from."""
     model, maps = _load(spec.face_model)
     subject_id = f"S{job.subject_index + 1:04d}"
     scan_id = f"{subject_id}_{job.scan_index + 1:02d}"
@@ -107,7 +108,14 @@ def generate_one(spec: CohortSpec, job: ScanJob, out: Path) -> dict[str, Any]:
     )
     rng = np.random.default_rng([spec.seed, job.subject_index, job.scan_index + 1])
     scan = draw_scan(rng, scan_id, model.expression_names, spec.nuisance)
-    result = synthesize_scan(model, maps, subject, scan, rng)
+    return synthesize_scan(model, maps, subject, scan, rng), rng
+
+
+def generate_one(spec: CohortSpec, job: ScanJob, out: Path) -> dict[str, Any]:
+    """Generate, write and describe one scan; returns its manifest row."""
+    result, rng = synthesize_job(spec, job)
+    subject, scan = result.subject, result.scan
+    subject_id, scan_id = subject.subject_id, scan.scan_id
     folder = out / subject_id
     folder.mkdir(parents=True, exist_ok=True)
     if _is_dicom(spec, job):

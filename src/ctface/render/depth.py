@@ -43,7 +43,7 @@ from scipy import ndimage
 
 from ctface.errors import InvalidInputError, NoFaceError
 from ctface.ingest.volume import CtVolume
-from ctface.render.frame import FaceFrame, locate_face
+from ctface.render.frame import FaceFrame
 from ctface.render.surface import dense_samples, skin_surface, voxel_box
 from ctface.render.views import View, pose_grid
 
@@ -303,14 +303,18 @@ def render_face(
 ) -> FaceRendering:
     """Depth images of the face in ``volume``, one per view (default: the paper's 90 poses).
 
-    ``frame`` defaults to ``locate_face(volume, threshold_hu)``; ``field_mm`` is the width of
-    the image in mm (``mm_per_pixel = field_mm / size``). ``progress(done, total)`` is called
-    after each view. Raises NoFaceError when there is no skin surface in front of the face.
+    ``frame`` defaults to the face frame of the CT-FAN landmarks (``landmarks.face_frame``);
+    ``field_mm`` is the width of the image in mm (``mm_per_pixel = field_mm / size``).
+    ``progress(done, total)`` is called after each view. Raises NoFaceError when there is no
+    skin surface in front of the face.
     """
     views = pose_grid() if views is None else list(views)
     _check(size, field_mm, threshold_hu, views)
     t0 = time.perf_counter()
-    frame = locate_face(volume, threshold_hu) if frame is None else frame
+    if frame is None:
+        from ctface.landmarks import face_frame  # the landmarks stage uses render's surfaces
+
+        frame = face_frame(volume, threshold_hu)
     t1 = time.perf_counter()
     mpp = field_mm / size
     box = _crop_box(views, field_mm)

@@ -1,0 +1,160 @@
+"""Training examples for CT-FAN: a scan's coarse and face grids with its true landmarks.
+
+Examples come from phantoms made in memory (``phantom_example``: the same draws as
+``ctface phantom --scans-min 1 --scans-max 1`` with that seed) or from any cohort folder with a
+manifest and truth JSON (``cohort_examples``: phantoms on disk, or annotated real CTs). Each is
+cached as one ``.npz`` so preparation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ctface.errors import InvalidInputError
+from ctface.ingest.canonical import canonicalize
+from ctface.ingest.head import find_head
+from ctface.ingest.reader import load_ct
+from ctface.ingest.volume import CtVolume
+from ctface.landmarks.sampling import LANDMARKS, Grid, coarse_grid
+from ctface.phantom.cohort import CohortSpec, ScanJob, synthesize_job
+from ctface.phantom.params import NuisanceConfig
+
+FACE_MARGIN_MM = 45.0  # the fine grid: the landmarks' box plus this on every side
+
+# Training draws: every nuisance of the generator on, most of them more often than the cohort
+# default, and wider head poses.
+TRAINING_NUISANCE = NuisanceConfig(
+    p_expression=0.5,
+    p_jaw_open=0.25,
+    p_eyes_closed=0.3,
+    p_nasogastric=0.15,
+    p_endotracheal=0.12,
+    p_mask=0.25,
+    p_dental_metal=0.4,
+    pitch_deg=25.0,
+    roll_deg=15.0,
+    yaw_deg=25.0,
+    p_cut_top=0.2,
+    p_cut_chin=0.15,
+)
+
+
+@dataclass(frozen=True)
+class LandmarkExample:
+    """One scan for training: whole head at 2.5 mm, face region at 1 mm, truth in LPS mm."""
+
+    scan_id: str
+    coarse: Grid
+    fine: Grid
+    lps: np.ndarray  # (5, 3) in LANDMARKS order
+    in_fov: np.ndarray  # (5,) bool: inside the scanned field of view
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp,
+            scan_id=self.scan_id,
+            coarse=self.coarse.data,
+            coarse_origin=self.coarse.origin,
+            coarse_mm=self.coarse.spacing_mm,
+            fine=self.fine.data,
+            fine_origin=self.fine.origin,
+            fine_mm=self.fine.spacing_mm,
+            lps=self.lps,
+            in_fov=self.in_fov,
+        )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> LandmarkExample:
+        with np.load(path) as z:
+            return cls(
+                str(z["scan_id"]),
+                Grid(z["coarse"], z["coarse_origin"], float(z["coarse_mm"])),
+                Grid(z["fine"], z["fine_origin"], float(z["fine_mm"])),
+                z["lps"].astype(np.float64),
+                z["in_fov"].astype(bool),
+            )
+
+
+def example_from_volume(
+    volume: CtVolume, lps: np.ndarray, in_fov: np.ndarray, scan_id: str
+) -> LandmarkExample:
+    """From a canonical 1 mm volume (what ``load_ct`` returns) and its true landmarks."""
+    fine = Grid.from_volume(volume)
+    fine = fine.crop(lps.min(0) - FACE_MARGIN_MM, lps.max(0) + FACE_MARGIN_MM)
+    return LandmarkExample(scan_id, coarse_grid(volume), fine, lps, in_fov)
+
+
+def _truth_points(truth: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
+    marks = truth["landmarks"]
+    if not isinstance(marks, dict) or any(n not in marks for n in LANDMARKS):
+        raise InvalidInputError(f"truth JSON needs landmarks {', '.join(LANDMARKS)}")
+    lps = np.array([marks[n]["lps"] for n in LANDMARKS], dtype=np.float64)
+    in_fov = np.array([bool(marks[n].get("in_fov", True)) for n in LANDMARKS])
+    return lps, in_fov
+
+
+def phantom_example(seed: int, index: int, nuisance: NuisanceConfig) -> LandmarkExample:
+    """Phantom ``index`` of a one-scan-per-person cohort with ``seed``, through the same head
+    crop and canonical resampling as ``load_ct``."""
+    spec = CohortSpec(subjects=index + 1, scans_min=1, scans_max=1, seed=seed, nuisance=nuisance)
+    scan, _ = synthesize_job(spec, ScanJob(index, 0, 1))
+    volume = canonicalize(find_head(scan.volume), 1.0)
+    lps, in_fov = _truth_points(scan.truth)
+    return example_from_volume(volume, lps, in_fov, scan.scan.scan_id)
+
+
+def cohort_examples(folder: Path) -> Iterator[LandmarkExample]:
+    """Every scan of a cohort folder (manifest.csv with path and truth columns)."""
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        raise InvalidInputError(f"{folder} has no manifest.csv (make one with `ctface phantom`)")
+    with open(manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        truth = json.loads((folder / row["truth"]).read_text())
+        lps, in_fov = _truth_points(truth)
+        volume = load_ct(folder / row["path"])
+        yield example_from_volume(volume, lps, in_fov, row["scan_id"])
+
+
+def _prepare_one(cache: Path, seed: int, index: int, nuisance: NuisanceConfig) -> Path:
+    path = cache / f"phantom_{seed}_{index:05d}.npz"
+    if not path.exists():
+        phantom_example(seed, index, nuisance).save(path)
+    return path
+
+
+def prepare_phantoms(
+    cache: Path,
+    seed: int,
+    count: int,
+    nuisance: NuisanceConfig = TRAINING_NUISANCE,
+    jobs: int = 1,
+    progress: Callable[[Path], None] | None = None,
+) -> list[Path]:
+    """Cache files of phantoms 0..count-1 with ``seed`` (existing ones are kept: resumable)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    args = [(cache, seed, i, nuisance) for i in range(count)]
+    paths: list[Path] = []
+    if jobs <= 1:
+        for a in args:
+            paths.append(_prepare_one(*a))
+            if progress:
+                progress(paths[-1])
+        return paths
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for p in pool.map(_prepare_one, *zip(*args, strict=True)):
+            paths.append(p)
+            if progress:
+                progress(p)
+    return paths
