@@ -28,6 +28,7 @@ from ctface.landmarks.model import CtFan, NetConfig
 from ctface.landmarks.sampling import (
     COARSE,
     FINE,
+    MIRROR,
     Grid,
     Stage,
     assign_sides,
@@ -42,7 +43,6 @@ from ctface.landmarks.sampling import (
 
 WEIGHTS = Path(__file__).with_name("weights") / "ctfan.pt"
 FORMAT = "ctface-ctfan-1"
-MIRROR = np.array([1, 0, 2, 4, 3])
 FLIP = np.diag([-1.0, 1.0, 1.0])
 MIN_FACE_PEAK = 0.25  # coarse peaks of eyes and nose all below this: no face
 FINE_MARGIN_MM = 40.0

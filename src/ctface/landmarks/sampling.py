@@ -25,6 +25,7 @@ from ctface.ingest.canonical import canonicalize
 from ctface.ingest.volume import CtVolume
 
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "right_mouth", "left_mouth")
+MIRROR = np.array([1, 0, 2, 4, 3])  # LANDMARKS order in a mirror image: right <-> left
 HU_LO, HU_HI = -1000.0, 1000.0
 BODY_HU = -500.0
 SIGMA_CELLS = 1.0

@@ -29,6 +29,7 @@ from ctface.landmarks.sampling import (
     COARSE,
     FINE,
     LANDMARKS,
+    MIRROR,
     Stage,
     body_centre,
     face_axes,
@@ -37,7 +38,6 @@ from ctface.landmarks.sampling import (
     to_cells,
 )
 
-MIRROR = np.array([1, 0, 2, 4, 3])  # channel order after mirroring: right <-> left
 COARSE_NET = NetConfig(channels=16, depth=3, n_landmarks=3)  # eyes, nose, mouth corners
 FINE_NET = NetConfig(channels=24, depth=3)
 Item = tuple[np.ndarray, np.ndarray]
