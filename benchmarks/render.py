@@ -111,11 +111,11 @@ def main() -> None:
             best = min(runs, key=lambda r: r["load_s"] + r.get("render_s", 0.0))
             best["peak_mb"] = max(r["peak_mb"] for r in runs)
             rows[mode] = best
-    head = ("mode", "load s", "locate s", "surface s", "samples s", "90 views s", "render s",
-            "samples", "peak MB")  # fmt: skip
+    head = ("mode", "load s", "locate s", "surface s", "90 views s", "render s", "samples",
+            "peak MB")  # fmt: skip
     print(" ".join(f"{h:>10}" for h in head))
     for mode, r in rows.items():
-        cells = [r.get(k) for k in ("load_s", "locate", "surface", "samples", "views", "render_s")]
+        cells = [r.get(k) for k in ("load_s", "locate", "surface", "views", "render_s")]
         nums = " ".join(f"{c:10.2f}" if c is not None else f"{'-':>10}" for c in cells)
         n = f"{int(r['samples_n']):10d}" if "samples_n" in r else f"{'-':>10}"
         print(f"{mode:>10} {nums} {n} {r['peak_mb']:10.0f}   shape {r['shape']}")

@@ -34,7 +34,7 @@ def _root(
 
 
 def _register() -> None:
-    from ctface.cli import demo, landmarks, phantom, render  # noqa: F401  (commands register themselves)
+    from ctface.cli import demo, embed, landmarks, phantom, render, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,6 @@ import csv
 import json
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ctface.ingest.canonical import canonicalize
 from ctface.ingest.head import find_head
 from ctface.ingest.reader import load_ct
 from ctface.ingest.volume import CtVolume
+from ctface.jobs import map_jobs
 from ctface.landmarks.sampling import LANDMARKS, Grid, coarse_grid
 from ctface.phantom.cohort import CohortSpec, ScanJob, synthesize_job
 from ctface.phantom.params import NuisanceConfig
@@ -145,16 +145,4 @@ def prepare_phantoms(
     """Cache files of phantoms 0..count-1 with ``seed`` (existing ones are kept: resumable)."""
     cache.mkdir(parents=True, exist_ok=True)
     args = [(cache, seed, i, nuisance) for i in range(count)]
-    paths: list[Path] = []
-    if jobs <= 1:
-        for a in args:
-            paths.append(_prepare_one(*a))
-            if progress:
-                progress(paths[-1])
-        return paths
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for p in pool.map(_prepare_one, *zip(*args, strict=True)):
-            paths.append(p)
-            if progress:
-                progress(p)
-    return paths
+    return map_jobs(_prepare_one, args, jobs, progress)

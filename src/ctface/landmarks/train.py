@@ -13,10 +13,8 @@ goes on exactly as it would have.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +35,12 @@ from ctface.landmarks.sampling import (
     sample_cube,
     to_cells,
 )
+from ctface.training import TrainConfig, train_loop
 
 COARSE_NET = NetConfig(channels=16, depth=3, n_landmarks=3)  # eyes, nose, mouth corners
 FINE_NET = NetConfig(channels=24, depth=3)
 Item = tuple[np.ndarray, np.ndarray]
 FOREGROUND_WEIGHT = 50.0
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    iterations: int = 3000
-    batch: int = 8
-    lr: float = 1e-3
-    lr_drop_at: float = 0.75  # lr x 0.1 from this fraction of the iterations on
-    seed: int = 0
-    checkpoint_every: int = 100
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _rotation(axis: np.ndarray, deg: float) -> np.ndarray:
@@ -128,12 +114,6 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (weight * (pred - target) ** 2).mean() * 100.0  # x100: readable numbers
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train_stage(
     net: CtFan,
     make_item: Callable[[int, np.random.Generator], Item],
@@ -147,35 +127,14 @@ def train_stage(
 
     ``make_item(example_index, rng)`` draws one training pair. Returns the loss per iteration
     (those of a resumed run start at the checkpoint)."""
-    torch.manual_seed(config.seed * 7919 + stage_id)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    start, losses = 0, []
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        start, losses = int(state["iteration"]), list(state["losses"])
-    net.train()
-    for it in range(start, config.iterations):
-        rng = np.random.default_rng([config.seed, stage_id, it])
+
+    def batch_loss(it: int, rng: np.random.Generator) -> torch.Tensor:
         items = [make_item(int(rng.integers(n_examples)), rng) for _ in range(config.batch)]
         x = torch.from_numpy(np.stack([a for a, _ in items]))
         y = torch.from_numpy(np.stack([b for _, b in items]))
-        lr = config.lr * (0.1 if it >= config.lr_drop_at * config.iterations else 1.0)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        loss = heatmap_loss(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if progress:
-            progress(it + 1, float(np.mean(losses[-50:])))
-        if (it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations:
-            state = {"net": net.state_dict(), "opt": opt.state_dict()}
-            _save_atomic({**state, "iteration": it + 1, "losses": losses}, checkpoint)
-    net.eval()
-    return losses
+        return heatmap_loss(net(x), y)
+
+    return train_loop(net, batch_loss, config, stage_id, checkpoint, progress)
 
 
 def train_ctfan(

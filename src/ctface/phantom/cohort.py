@@ -31,7 +31,13 @@ from ctface.phantom.export import DicomSeriesInfo, make_uid, write_dicom_series,
 from ctface.phantom.face_model import FaceModel, load_face_model
 from ctface.phantom.generator import GENERATOR_VERSION, PhantomScan, synthesize_scan
 from ctface.phantom.mesh import TissueMaps, tissue_maps
-from ctface.phantom.params import NuisanceConfig, draw_scan, draw_subject
+from ctface.phantom.params import (
+    NuisanceConfig,
+    ScanParams,
+    SubjectParams,
+    draw_scan,
+    draw_subject,
+)
 
 MANIFEST_COLUMNS = [
     "scan_id", "subject_id", "path", "format", "truth", "pixel_mm", "slice_thickness_mm",
@@ -97,10 +103,12 @@ def _is_dicom(spec: CohortSpec, job: ScanJob) -> bool:
     return bool(u < spec.dicom_fraction)
 
 
-def synthesize_job(spec: CohortSpec, job: ScanJob) -> tuple[PhantomScan, np.random.Generator]:
-    """The scan of ``job`` (its draws depend on the seed and indices only) and its generator,
-    which the writers go on drawing from."""
-    model, maps = _load(spec.face_model)
+def draw_job(
+    spec: CohortSpec, job: ScanJob
+) -> tuple[SubjectParams, ScanParams, np.random.Generator]:
+    """The person and scan parameters of ``job`` (they depend on the seed and indices only)
+    and the generator the synthesis goes on drawing from."""
+    model, _ = _load(spec.face_model)
     subject_id = f"S{job.subject_index + 1:04d}"
     scan_id = f"{subject_id}_{job.scan_index + 1:02d}"
     subject = draw_subject(
@@ -108,6 +116,14 @@ def synthesize_job(spec: CohortSpec, job: ScanJob) -> tuple[PhantomScan, np.rand
     )
     rng = np.random.default_rng([spec.seed, job.subject_index, job.scan_index + 1])
     scan = draw_scan(rng, scan_id, model.expression_names, spec.nuisance)
+    return subject, scan, rng
+
+
+def synthesize_job(spec: CohortSpec, job: ScanJob) -> tuple[PhantomScan, np.random.Generator]:
+    """The scan of ``job`` (its draws depend on the seed and indices only) and its generator,
+    which the writers go on drawing from."""
+    model, maps = _load(spec.face_model)
+    subject, scan, rng = draw_job(spec, job)
     return synthesize_scan(model, maps, subject, scan, rng), rng
 
 

@@ -117,13 +117,22 @@ def skin_surface(volume: CtVolume, threshold_hu: float, box: VoxelBox) -> SkinSu
     if not faces:
         return _empty()
     lps = volume.ijk_to_lps(np.concatenate(verts)).astype(np.float32)
-    tris = np.concatenate(faces)
-    a, b, c = (lps[tris[:, n]] for n in range(3))
     # skimage ('descent') orients faces so that, in its (k, j, i) coordinates, the cross product
     # points to higher values; (k, j, i) -> (i, j, k) -> LPS multiplies that orientation by
     # -sign(det(affine)), so outward (to air) = sign(det(affine)) * cross product in LPS.
-    sign = np.float32(np.sign(np.linalg.det(volume.affine_lps[:3, :3])))
-    nrm = sign * np.cross(b - a, c - a)
+    sign = float(np.sign(np.linalg.det(volume.affine_lps[:3, :3])))
+    return mesh_surface(lps, np.concatenate(faces), orientation=sign)
+
+
+def mesh_surface(
+    vertices: np.ndarray, triangles: np.ndarray, orientation: float = 1.0
+) -> SkinSurface:
+    """A ``SkinSurface`` of any triangle mesh (mm); outward normal = ``orientation`` x
+    (b - a) x (c - a). Degenerate triangles are dropped."""
+    lps = np.asarray(vertices, np.float32)
+    tris = np.asarray(triangles, np.int64)
+    a, b, c = (lps[tris[:, n]] for n in range(3))
+    nrm = np.float32(orientation) * np.cross(b - a, c - a)
     length = np.linalg.norm(nrm, axis=1)
     keep = length > 1e-9
     tris, unit, areas = tris[keep], nrm[keep] / length[keep, None], 0.5 * length[keep]

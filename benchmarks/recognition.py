@@ -1,0 +1,137 @@
+"""Recognition accuracy on a held-out phantom cohort, through the whole pipeline.
+
+Run: .venv/bin/python benchmarks/recognition.py --cohort DIR [--cache DIR] [--jobs 2]
+     [--model NAME=FILE ...] [--views N]
+
+The cohort is a folder written by ``ctface phantom`` (2-3 scans per person, every nuisance on;
+the model card names the seed and settings). Each scan is read with ``load_ct`` (NIfTI or DICOM,
+as a user's scan), its landmarks found (auto), its face rendered in 90 views (256 px), pooled
+to the 128 px the models read, and cached (``--cache``). A scan the pipeline refuses is a
+failure to acquire: counted, and left out of the comparisons.
+
+Protocol (cross-scan, ``ctface.evaluate.cross_scan``): each subject's first scan is its gallery
+entry, its other scans are probes; rank-1 over all probes, verification AUC over every
+probe-gallery pair. Per model: the template is the mean of the view embeddings (also scored:
+the frontal view alone, and the median). ``--views N`` embeds N of the 90 views (evenly
+spaced), for networks too slow to embed all of them on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctface.embed.embedder import WEIGHTS, FaceEmbedder
+from ctface.embed.examples import DepthExample, scan_example
+from ctface.embed.template import scan_template
+from ctface.errors import CtfaceError
+from ctface.evaluate import cross_scan
+
+RESULTS = Path(__file__).parent / "results"
+FRONTAL = 45  # pitch 0 (index 4 of 9) x roll ~0 (index 5 of 10) in the paper's pose grid
+
+
+def _manifest(cohort: Path) -> list[dict[str, str]]:
+    with open(cohort / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _one(cohort: Path, cache: Path, row: dict[str, str]) -> tuple[str, str | None, float]:
+    out = cache / f"{row['scan_id']}.npz"
+    if out.exists():
+        return row["scan_id"], None, 0.0
+    t = time.perf_counter()
+    try:
+        scan_example(cohort / row["path"], row["scan_id"], row["subject_id"]).save(out)
+    except CtfaceError as e:
+        return row["scan_id"], f"{type(e).__name__}: {e}", time.perf_counter() - t
+    return row["scan_id"], None, time.perf_counter() - t
+
+
+def prepare(cohort: Path, cache: Path, jobs: int) -> dict[str, Any]:
+    rows = _manifest(cohort)
+    cache.mkdir(parents=True, exist_ok=True)
+    failures, seconds = {}, []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_one, cohort, cache, r) for r in rows]
+        for n, f in enumerate(futures):
+            scan_id, err, s = f.result()
+            if err:
+                failures[scan_id] = err
+            elif s:
+                seconds.append(s)
+            if (n + 1) % 10 == 0 or n + 1 == len(rows):
+                print(f"{n + 1}/{len(rows)} scans ready", flush=True)
+    return {"scans": len(rows), "failures": failures, "pipeline_s": seconds}
+
+
+def evaluate(model: FaceEmbedder, examples: list[DepthExample], views: int) -> dict[str, Any]:
+    pick = np.unique(np.linspace(0, 89, views).round().astype(int)) if views < 90 else None
+    subject, mean_t, frontal_t, median_t = [], [], [], []
+    t0 = time.perf_counter()
+    for ex in examples:
+        depth = ex.depth_mm.astype(np.float32)
+        imgs, _ = model.images(depth if pick is None else depth[pick])
+        emb = model.embed(imgs)
+        subject.append(ex.subject_id)
+        mean_t.append(scan_template(emb))
+        front = FRONTAL if pick is None else int(np.argmin(np.abs(pick - FRONTAL)))
+        frontal_t.append(emb[front])
+        med = np.median(emb, axis=0)
+        median_t.append(med / np.linalg.norm(med))
+    per_scan = (time.perf_counter() - t0) / len(examples)
+    labels = np.unique(subject, return_inverse=True)[1]
+    out: dict[str, Any] = {"embed_s_per_scan": round(per_scan, 3), "views": views}
+    for name, t in (("mean", mean_t), ("frontal", frontal_t), ("median", median_t)):
+        out[name] = cross_scan(np.array(t), labels).to_json()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cohort", type=Path, required=True)
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--model", action="append", default=[], help="NAME=FILE (repeatable)")
+    ap.add_argument("--views", type=int, default=90)
+    ap.add_argument("--out", type=Path, default=RESULTS / "recognition.json")
+    args = ap.parse_args()
+    cache = args.cache or args.cohort / "depth_cache"
+    prep = prepare(args.cohort, cache, args.jobs)
+    rows = _manifest(args.cohort)
+    examples = [DepthExample.load(cache / f"{r['scan_id']}.npz") for r in rows
+                if r["scan_id"] not in prep["failures"]]  # fmt: skip
+    models = dict(m.split("=", 1) for m in args.model) or {"shipped": str(WEIGHTS)}
+    results: dict[str, Any] = {
+        "cohort": str(args.cohort),
+        "scans": prep["scans"],
+        "subjects": len({e.subject_id for e in examples}),
+        "failures_to_acquire": prep["failures"],
+        "pipeline_s_per_scan": round(float(np.mean(prep["pipeline_s"])), 2)
+        if prep["pipeline_s"]
+        else None,
+        "models": {},
+    }
+    head = ("model", "template", "rank-1", "AUC", "VACC", "probes", "s/scan")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (24, 8, 8, 8, 8, 7, 7), strict=True)))
+    for name, path in models.items():
+        r = evaluate(FaceEmbedder.load(path), examples, args.views)
+        results["models"][name] = {"file": path, **r}
+        for t in ("mean", "frontal", "median"):
+            m = r[t]
+            cells = f"{m['rank1']:8.4f} {m['auc']:8.5f} {m['verification_accuracy']:8.4f}"
+            print(f"{name:>24} {t:>8} {cells} {m['n_probes']:7d} {r['embed_s_per_scan']:7.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"failures to acquire: {len(prep['failures'])} of {prep['scans']}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m ctface`: the command-line interface."""
+
+from ctface.cli import main
+
+main()

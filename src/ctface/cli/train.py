@@ -1,0 +1,280 @@
+"""`ctface train ...`: the recognition model's data, face separation, pretraining, fine-tuning.
+
+The shipped model is reproduced by the commands in ``embed/weights/MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ctface.cli.main import app
+from ctface.errors import InvalidInputError
+
+train_app = typer.Typer(
+    help="Train the recognition model (face separation + embedding network).",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+out_console = Console()
+SEGMENTER_FORMAT = "ctface-segmenter-1"
+
+
+def _bar(quiet: bool) -> Progress:
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())  # fmt: skip
+    return Progress(*columns, console=Console(stderr=True), disable=quiet)
+
+
+def _cached(folder: Path, pattern: str) -> list[Path]:
+    paths = sorted(p for p in folder.glob(pattern) if ".tmp." not in p.name)
+    if not paths:
+        raise InvalidInputError(f"no training examples ({pattern}) in {folder}")
+    return paths
+
+
+def _report(summary: dict[str, Any], json_out: bool, line: str) -> None:
+    if json_out:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        out_console.print(line)
+
+
+@train_app.command("faces")
+def faces(
+    cache: Path = typer.Option(Path("embed-train/faces"), "--cache", help="Output folder."),
+    count: int = typer.Option(2000, "--count", min=2, help="Synthetic identities."),
+    seed: int = typer.Option(7070, "--seed"),
+    instances: int = typer.Option(2, "--instances", min=1, help="Expressions etc. per identity."),
+    views: int = typer.Option(8, "--views", min=1, help="Random poses per instance."),
+    jobs: int = typer.Option(2, "--jobs", min=1),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Render pretraining depth faces straight from the face model (resumable)."""
+    from ctface.embed.synthetic import prepare_synthetic_faces
+
+    t0 = time.time()
+    with _bar(json_out) as bar:
+        task = bar.add_task("faces", total=count, info="")
+        prepare_synthetic_faces(cache, seed, count, instances, views, jobs,
+                                lambda _p: bar.advance(task))  # fmt: skip
+    s = {"cache": str(cache), "identities": count, "seed": seed, "seconds": time.time() - t0}
+    _report(s, json_out, f"{count} identities x {instances * views} images in {cache}")
+
+
+@train_app.command("phantoms")
+def phantoms(
+    cache: Path = typer.Option(Path("embed-train/ct"), "--cache", help="Output folder."),
+    subjects: int = typer.Option(100, "--subjects", min=1),
+    seed: int = typer.Option(5151, "--seed"),
+    jobs: int = typer.Option(2, "--jobs", min=1),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Render CT phantoms (2-3 scans each, every nuisance) with their true face masks."""
+    from ctface.embed.examples import prepare_phantom_examples
+    from ctface.landmarks.dataset import TRAINING_NUISANCE
+
+    t0 = time.time()
+    with _bar(json_out) as bar:
+        task = bar.add_task("scans", total=None, info="")
+        paths = prepare_phantom_examples(cache, seed, subjects, TRAINING_NUISANCE, (2, 3), jobs,
+                                         lambda _p: bar.advance(task))  # fmt: skip
+    s = {"cache": str(cache), "subjects": subjects, "scans": len(paths), "seed": seed,
+         "seconds": time.time() - t0}  # fmt: skip
+    _report(s, json_out, f"{len(paths)} scans of {subjects} subjects in {cache}")
+
+
+def _depth_and_masks(paths: list[Path]) -> list[tuple[Any, Any]]:
+    import numpy as np
+
+    from ctface.embed.examples import DepthExample
+
+    out = []
+    for p in paths:
+        ex = DepthExample.load(p)
+        if ex.face_mask is None:
+            raise InvalidInputError(f"{p} has no face mask (not a CT phantom example)")
+        out.append((ex.depth_mm.astype(np.float32), ex.face_mask))
+    return out
+
+
+@train_app.command("segmenter")
+def segmenter(
+    ct: Path = typer.Option(Path("embed-train/ct"), "--ct", help="CT examples (train phantoms)."),
+    validation: Path | None = typer.Option(None, "--validation", help="Held-out CT examples."),
+    out: Path = typer.Option(Path("segmenter.pt"), "--out"),
+    work: Path = typer.Option(Path("embed-train"), "--work", help="Checkpoints."),
+    iterations: int = typer.Option(600, "--iterations", min=1),
+    batch: int = typer.Option(16, "--batch", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train the face separation network; report its IoU on --validation."""
+    import numpy as np
+
+    from ctface.embed.segment import face_masks, iou, segmenter_data, train_segmenter
+    from ctface.training import TrainConfig, save_atomic
+
+    x, y = segmenter_data(_depth_and_masks(_cached(ct, "*.npz")))
+    t0 = time.time()
+    with _bar(json_out) as bar:
+        task = bar.add_task("segmenter", total=iterations, info="")
+        net, losses = train_segmenter(
+            x, y, TrainConfig(iterations=iterations, batch=batch, seed=seed),
+            work / "segmenter.ckpt",
+            lambda i, v: bar.update(task, completed=i, info=f"loss {v:.3f}"),
+        )  # fmt: skip
+    seconds = time.time() - t0
+    scores: dict[str, float] = {}
+    if validation is not None:
+        pairs = _depth_and_masks(_cached(validation, "*.npz"))
+        pred = np.concatenate([face_masks(net, d) for d, _ in pairs])
+        truth = np.concatenate([m for _, m in pairs])
+        scores = {"iou": iou(pred, truth), "scans": float(len(pairs))}
+    save_atomic({"format": SEGMENTER_FORMAT, "net": net.state_dict(),
+                 "provenance": {"ct": str(ct), "iterations": iterations, "batch": batch,
+                                "seed": seed, "seconds": seconds, "validation": scores}},
+                out)  # fmt: skip
+    s = {"out": str(out), "seconds": seconds, "final_loss": float(np.mean(losses[-50:])), **scores}
+    _report(s, json_out, f"wrote {out}; validation IoU {scores.get('iou', float('nan')):.4f}")
+
+
+def _load_segmenter(path: Path) -> Any:
+    import torch
+
+    from ctface.embed.segment import FaceSegmenter
+    from ctface.errors import MissingDataError
+
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+        if state.get("format") != SEGMENTER_FORMAT:
+            raise ValueError("not a ctface segmenter file")
+        net = FaceSegmenter()
+        net.load_state_dict(state["net"])
+    except Exception as e:  # noqa: BLE001
+        raise MissingDataError(f"cannot read face separation weights {path} ({e})") from e
+    return net
+
+
+def _train(
+    paths: list[Path],
+    segmenter_path: Path | None,
+    config: str,
+    init: Path | None,
+    stage: str,
+    work: Path,
+    iterations: int,
+    seed: int,
+    quiet: bool,
+    group: tuple[int | None, int | None] = (None, None),
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    from ctface.embed.dataset import image_set
+    from ctface.embed.embedder import load_network
+    from ctface.embed.resnet import CONFIGS
+    from ctface.embed.train import train_embedding
+    from ctface.training import TrainConfig
+
+    if config not in CONFIGS:
+        raise InvalidInputError(f"--config must be one of {', '.join(CONFIGS)}, got {config!r}")
+    cfg, start = CONFIGS[config], None
+    if init is not None:
+        cfg, start = load_network(init)
+    if group[0] is not None or group[1] is not None:
+        e, l_ = group[0] or cfg.group_e, group[1] or cfg.group_l
+        cfg = dataclasses.replace(cfg, group_e=e, group_l=l_)
+    seg = _load_segmenter(segmenter_path) if segmenter_path is not None else None
+    t0 = time.time()
+    with _bar(quiet) as bar:
+        task = bar.add_task("images", total=len(paths), info="")
+        data = image_set(paths, seg, progress=lambda i, n: bar.update(task, completed=i))
+        task = bar.add_task(stage, total=iterations, info=f"{len(data)} images")
+        settings = TrainConfig(iterations=iterations, lr=cfg.lr, seed=seed, checkpoint_every=50)
+        net, losses = train_embedding(
+            cfg, data, settings, work, stage, start,
+            lambda i, v: bar.update(task, completed=i, info=f"loss {v:.3f}"),
+        )  # fmt: skip
+    info = {
+        "stage": stage,
+        "config": cfg.name,
+        "init": str(init) if init else None,
+        "images": len(data),
+        "subjects": len(data.subject_ids),
+        "iterations": iterations,
+        "group_e": cfg.group_e,
+        "group_l": cfg.group_l,
+        "batch": cfg.group_e * cfg.group_l,
+        "seed": seed,
+        "seconds": round(time.time() - t0, 1),
+        "final_loss": round(sum(losses[-50:]) / max(len(losses[-50:]), 1), 4),
+    }
+    return cfg, net, seg, info
+
+
+@train_app.command("pretrain")
+def pretrain(
+    faces_dir: Path = typer.Option(Path("embed-train/faces"), "--faces", help="Synthetic faces."),
+    config: str = typer.Option("default", "--config", help="default or paper."),
+    out: Path = typer.Option(Path("pretrained.pt"), "--out"),
+    work: Path = typer.Option(Path("embed-train"), "--work", help="Checkpoints."),
+    iterations: int = typer.Option(3000, "--iterations", min=1),
+    group_e: int | None = typer.Option(None, "--group-e", min=2, help="E: images per subject."),
+    group_l: int | None = typer.Option(None, "--group-l", min=2, help="L: subjects per batch."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Pretrain the embedding network on synthetic depth faces (transfer learning, stage 1)."""
+    from ctface.embed.embedder import save_model
+
+    paths = _cached(faces_dir, "face_*.npz")
+    cfg, net, _, info = _train(paths, None, config, None, f"pretrain-{config}", work,
+                               iterations, seed, json_out, (group_e, group_l))  # fmt: skip
+    info["data"] = {"faces": str(faces_dir), "files": len(paths)}
+    save_model(out, cfg, net, None, {"pretrain": info})
+    _report({"out": str(out), **info}, json_out, f"wrote {out} ({info['seconds']} s)")
+
+
+@train_app.command("finetune")
+def finetune(
+    ct: Path = typer.Option(Path("embed-train/ct"), "--ct", help="CT examples (train phantoms)."),
+    segmenter_path: Path = typer.Option(Path("segmenter.pt"), "--segmenter"),
+    init: Path | None = typer.Option(None, "--init", help="Pretrained network (else scratch)."),
+    config: str = typer.Option("default", "--config", help="Without --init: default or paper."),
+    validation: Path | None = typer.Option(None, "--validation", help="Held-out CT examples."),
+    out: Path = typer.Option(Path("embedder.pt"), "--out"),
+    work: Path = typer.Option(Path("embed-train"), "--work", help="Checkpoints."),
+    iterations: int = typer.Option(2000, "--iterations", min=1),
+    group_e: int | None = typer.Option(None, "--group-e", min=2, help="E: images per subject."),
+    group_l: int | None = typer.Option(None, "--group-l", min=2, help="L: subjects per batch."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train (or fine-tune) on CT phantoms; writes a complete model (network + separation)."""
+
+    from ctface.embed.dataset import image_set
+    from ctface.embed.embedder import save_model
+    from ctface.embed.template import scan_templates
+    from ctface.embed.train import embed_images
+    from ctface.evaluate import cross_scan
+
+    name = "finetune" if init is not None else "scratch"
+    cfg, net, seg, info = _train(_cached(ct, "ct_*.npz"), segmenter_path, config, init,
+                                 f"{name}-{config}", work, iterations, seed, json_out,
+                                 (group_e, group_l))  # fmt: skip
+    if validation is not None:
+        val = image_set(_cached(validation, "ct_*.npz"), seg)
+        emb = embed_images(net, cfg, val)
+        subj = [val.subject[val.scan == s][0] for s in range(len(val.scan_ids))]
+        info["validation"] = cross_scan(
+            scan_templates(emb, val.scan), __import__("numpy").array(subj)
+        ).to_json()
+    save_model(out, cfg, net, seg, {"train": info})
+    v = info.get("validation", {})
+    line = f"wrote {out} ({info['seconds']} s); validation: {v}"
+    _report({"out": str(out), **info}, json_out, line)

@@ -1,0 +1,126 @@
+"""Embedding a scan: its face depth images -> face separation -> adjustment -> ResNet -> one
+template (``template.scan_template``). Weights: one file with the configuration, the
+embedding network and the face separation network (``save_model`` / ``FaceEmbedder.load``);
+the shipped default is ``WEIGHTS`` with ``MODEL_CARD.md`` beside it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ctface.embed.dataset import ImageSet, face_images
+from ctface.embed.images import CACHE_SIZE, pool_depth
+from ctface.embed.resnet import EmbedConfig, ResNetEmbedder
+from ctface.embed.segment import FaceSegmenter, face_masks
+from ctface.embed.template import scan_template
+from ctface.embed.train import embed_images
+from ctface.errors import MissingDataError
+from ctface.render.depth import FaceRendering
+from ctface.training import save_atomic
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "embedder.pt"
+FORMAT = "ctface-embedder-1"
+
+
+@dataclass(frozen=True)
+class Template:
+    """One scan's face template: a unit vector, and what made it."""
+
+    vector: np.ndarray  # (D,) float32, unit length
+    n_views: int
+    model_version: str  # first 16 hex digits of the weights file's SHA-256
+    face_fraction: float  # share of the image pixels the face separation kept (mean over views)
+
+
+def save_model(
+    path: Path,
+    cfg: EmbedConfig,
+    net: ResNetEmbedder,
+    segmenter: FaceSegmenter | None,
+    provenance: dict[str, Any],
+) -> Path:
+    """Write a model file (fp16 embedding weights); without ``segmenter`` it is a pretrained
+    network for ``ctface train finetune --init``, not a usable model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    save_atomic(
+        {
+            "format": FORMAT,
+            "config": cfg.to_json(),
+            "net": half,
+            "segmenter": segmenter.state_dict() if segmenter is not None else None,
+            "provenance": provenance,
+        },
+        path,
+    )
+    return path
+
+
+class FaceEmbedder:
+    """A loaded recognition model."""
+
+    def __init__(
+        self, cfg: EmbedConfig, net: ResNetEmbedder, segmenter: FaceSegmenter, version: str
+    ) -> None:
+        self.config, self.net, self.segmenter, self.version = cfg, net, segmenter, version
+        self.net.eval()
+        self.segmenter.eval()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> FaceEmbedder:
+        p = Path(path) if path is not None else WEIGHTS
+        if not p.is_file():
+            raise MissingDataError(
+                f"recognition model weights not found: {p} (reinstall ctface, or train them "
+                "with `ctface train finetune`; see the model card)"
+            )
+        data = p.read_bytes()
+        try:
+            state = torch.load(p, weights_only=False, map_location="cpu")
+            if state.get("format") != FORMAT:
+                raise ValueError("not a ctface embedder file")
+            if state.get("segmenter") is None:
+                raise ValueError("a pretrained network without face separation: fine-tune it")
+            cfg = EmbedConfig.from_json(state["config"])
+            net = ResNetEmbedder(cfg)
+            net.load_state_dict({k: v.float() for k, v in state["net"].items()})
+            seg = FaceSegmenter()
+            seg.load_state_dict(state["segmenter"])
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets one message
+            raise MissingDataError(f"recognition model weights unreadable: {p} ({e})") from e
+        return cls(cfg, net, seg, hashlib.sha256(data).hexdigest()[:16])
+
+    def images(self, depth_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(V, S, S) render depth mm -> face images (V, 128, 128) uint8 and face masks."""
+        d = pool_depth(depth_mm, CACHE_SIZE)
+        mask = face_masks(self.segmenter, d)
+        return face_images(d, mask), mask
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """(V, D) unit embeddings of face images (V, 128, 128) uint8."""
+        n = len(images)
+        data = ImageSet(images, np.zeros(n, int), np.zeros(n, int), ["probe"], ["probe"])
+        return embed_images(self.net, self.config, data)
+
+    def template(self, rendering: FaceRendering) -> Template:
+        """The scan's template from all its views."""
+        imgs, mask = self.images(rendering.depth_mm)
+        emb = self.embed(imgs)
+        return Template(scan_template(emb), len(imgs), self.version, float(mask.mean()))
+
+
+def load_network(path: Path) -> tuple[EmbedConfig, dict[str, torch.Tensor]]:
+    """Configuration and (float32) embedding weights of a model or pretrained file."""
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+        if state.get("format") != FORMAT:
+            raise ValueError("not a ctface embedder file")
+        cfg = EmbedConfig.from_json(state["config"])
+        return cfg, {k: v.float() for k, v in state["net"].items()}
+    except Exception as e:  # noqa: BLE001
+        raise MissingDataError(f"cannot read network weights {path} ({e})") from e

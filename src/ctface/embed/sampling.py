@@ -1,0 +1,44 @@
+"""The paper's group sampling: each subject's images are split into random subgroups of E;
+a batch is L random subjects with one random subgroup each (batch = E x L)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+class GroupSampler:
+    """Batches of image indices. ``labels`` (N,) subject index per image. Subjects with fewer
+    than 2 images are left out (a triplet needs a positive); a subgroup of a subject with fewer
+    than E images is all of them."""
+
+    def __init__(self, labels: np.ndarray, e: int, l: int, rng: np.random.Generator) -> None:  # noqa: E741
+        if e < 2 or l < 2:
+            raise ValueError(f"group sampling needs E >= 2 and L >= 2, got E={e}, L={l}")
+        self.e, self.l, self.rng = e, l, rng
+        order = np.argsort(labels, kind="stable")
+        bounds = np.flatnonzero(np.diff(labels[order])) + 1
+        self.members = [g for g in np.split(order, bounds) if len(g) >= 2]
+        if len(self.members) < l:
+            raise ValueError(f"group sampling needs >= L={l} subjects with 2+ images, "
+                             f"got {len(self.members)}")  # fmt: skip
+
+    def subgroups(self, subject: int) -> list[np.ndarray]:
+        """A fresh random split of one subject's images into subgroups of E (last may be short)."""
+        idx = self.rng.permutation(self.members[subject])
+        return [
+            idx[i : i + self.e] for i in range(0, len(idx), self.e) if len(idx[i : i + self.e]) >= 2
+        ]
+
+    def batch(self) -> np.ndarray:
+        chosen = self.rng.choice(len(self.members), size=self.l, replace=False)
+        parts = []
+        for s in chosen:
+            groups = self.subgroups(int(s))
+            parts.append(groups[int(self.rng.integers(len(groups)))])
+        return np.concatenate(parts)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            yield self.batch()

@@ -1,0 +1,249 @@
+"""Recognition model: data, losses, group sampling, a tiny training run, the shipped model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import needs_face_model
+
+from ctface.embed.dataset import ImageSet, face_images
+from ctface.embed.examples import DepthExample, true_face_mask
+from ctface.embed.images import pool_depth, pool_mask
+from ctface.embed.losses import CosFace, batch_hard_triplet
+from ctface.embed.resnet import CONFIGS, EmbedConfig, ResNetEmbedder
+from ctface.embed.sampling import GroupSampler
+from ctface.embed.template import scan_templates
+from ctface.embed.train import embed_images, train_embedding
+from ctface.errors import MissingDataError
+from ctface.evaluate import cross_scan, roc_auc
+from ctface.training import TrainConfig
+
+TINY = EmbedConfig(
+    name="tiny", block="basic", layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem_stride=2,
+    resize=68, input_size=64, embedding_dim=32, loss="triplet+cosface", group_e=4, group_l=4,
+    lr=3e-3,
+)  # fmt: skip
+
+
+def test_pooling_keeps_depth_and_drops_sparse_blocks() -> None:
+    d = np.full((1, 4, 4), np.nan, np.float32)
+    d[0, :2, :2] = [[10.0, 12.0], [14.0, np.nan]]  # 3 of 4 on the surface: kept, their mean
+    d[0, 2, 2] = 50.0  # 1 of 4: background
+    out = pool_depth(d, 2)
+    assert out[0, 0, 0] == pytest.approx(12.0)
+    assert np.isnan(out[0, 1, 1]) and np.isnan(out[0, 0, 1])
+    m = pool_mask(np.isfinite(d), 2)
+    assert m[0, 0, 0] and not m[0, 1, 1]
+
+
+def test_face_images_adjust_only_the_face() -> None:
+    d = np.full((1, 8, 8), np.nan, np.float32)
+    d[0, 2:6, 2:6] = np.linspace(30, 100, 16).reshape(4, 4)
+    d[0, 0, 0] = 170.0  # a tube in front of the face: not face
+    mask = np.isfinite(d) & (d < 150)
+    img = face_images(d, mask)
+    assert img[0, 0, 0] == 0 and img[0, 5, 5] == 220  # the face's top maps to C = 220
+    assert img[0, 2, 2] == round(220 * 30 / 100)  # C (30 - theta 0) / (100 - 0)
+    truth = true_face_mask(d, np.where(mask, d + 1.0, np.nan))
+    assert truth.sum() == 16
+
+
+def test_depth_example_round_trip(tmp_path: Path) -> None:
+    d = np.random.default_rng(0).uniform(20, 100, (3, 8, 8)).astype(np.float16)
+    ex = DepthExample("S1_01", "S1", d, d > 50)
+    ex.save(tmp_path / "x.npz")
+    back = DepthExample.load(tmp_path / "x.npz")
+    assert back.scan_id == "S1_01" and back.subject_id == "S1"
+    assert back.face_mask is not None and np.array_equal(back.face_mask, d > 50)
+    assert np.array_equal(back.depth_mm, d)
+
+
+def test_group_sampling_takes_l_subjects_e_images_each() -> None:
+    labels = np.repeat(np.arange(10), 20)
+    labels[-5:] = 99  # one subject with 5 images: its subgroup may be short
+    s = GroupSampler(labels, e=6, l=4, rng=np.random.default_rng(1))
+    for _ in range(20):
+        b = s.batch()
+        subjects, counts = np.unique(labels[b], return_counts=True)
+        assert len(subjects) == 4 and len(np.unique(b)) == len(b)
+        assert all(2 <= c <= 6 for c in counts)
+    with pytest.raises(ValueError):
+        GroupSampler(labels, e=6, l=40, rng=np.random.default_rng(1))
+
+
+def test_losses() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    apart = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert batch_hard_triplet(apart, labels, 0.2).item() == 0.0
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert batch_hard_triplet(mixed, labels, 0.2).item() == pytest.approx(2.2)
+    head = CosFace(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    assert head(apart, labels).item() < head(mixed, labels).item()
+
+
+def test_cross_scan_metrics() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    subject = np.repeat(np.arange(20), 3)
+    t = centres[subject] + 0.05 * rng.normal(size=(60, 16))
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    r = cross_scan(t, subject)
+    assert r.rank1 == 1.0 and r.auc == 1.0 and r.n_probes == 40 and r.n_subjects == 20
+    noise = rng.normal(size=(60, 16))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    assert cross_scan(noise, subject).auc < 0.7
+    assert roc_auc(np.array([1.0, 2.0]), np.array([1.5])) == 0.5
+
+
+def test_configs_are_plain_resnets() -> None:
+    paper = CONFIGS["paper"]
+    assert (paper.layers, paper.input_size, paper.resize) == ((3, 4, 6, 3), 224, 256)
+    assert (paper.group_e, paper.group_l, paper.lr, paper.loss) == (15, 18, 1e-3, "triplet")
+    net = ResNetEmbedder(CONFIGS["default"])
+    e = net.eval()(torch.rand(2, 1, 64, 64))
+    assert e.shape == (2, 128) and torch.allclose(e.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_faces() -> list[DepthExample]:
+    needs_face_model()
+    from ctface.embed.synthetic import synthetic_face
+
+    return [synthetic_face(2024, i, instances=3, views=6) for i in range(4)]
+
+
+def _image_set(examples: list[DepthExample], part: slice) -> ImageSet:
+    imgs = [face_images(e.depth_mm[part].astype(np.float32), None) for e in examples]
+    n = len(imgs[0])
+    subject = np.repeat(np.arange(len(examples)), n)
+    ids = [e.subject_id for e in examples]
+    return ImageSet(np.concatenate(imgs), subject, subject.copy(), ids, ids)
+
+
+def test_tiny_training_reduces_loss_and_separates_identities(
+    tiny_faces: list[DepthExample], tmp_path: Path
+) -> None:
+    train = _image_set(tiny_faces, slice(0, 12))  # instances 1-2 of each identity
+    held = _image_set(tiny_faces, slice(12, 18))  # instance 3: new expression, poses, error
+    settings = TrainConfig(iterations=160, lr=TINY.lr, seed=0, checkpoint_every=80)
+    torch.manual_seed(0)
+    net, losses = train_embedding(TINY, train, settings, tmp_path, "pretrain")
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    gallery = scan_templates(embed_images(net, TINY, train), train.subject)
+    emb = embed_images(net, TINY, held)
+    sim = emb @ gallery.T
+    own = sim[np.arange(len(emb)), held.subject]
+    impostor = sim[np.arange(4)[None, :] != held.subject[:, None]]
+    accuracy = float(np.mean(sim.argmax(axis=1) == held.subject))
+    assert accuracy >= 0.4, accuracy  # chance 0.25; measured 0.54-0.63 with seeds 0-2
+    assert roc_auc(own, impostor) > 0.75  # measured 0.84-0.90
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "ctface", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_cli_train_chain_on_tiny_data(tmp_path: Path) -> None:
+    """faces -> pretrain -> segmenter -> finetune through the CLI, on 16 tiny identities; the
+    written model loads and embeds (whether it is any good is the benchmark's business)."""
+    needs_face_model()
+    faces, ct = tmp_path / "faces", tmp_path / "ct"
+    r = _cli("train", "faces", "--cache", str(faces), "--count", "16", "--instances", "1",
+             "--views", "3", "--jobs", "1", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert len(list(faces.glob("face_*.npz"))) == 16
+    ct.mkdir()
+    for n, p in enumerate(sorted(faces.glob("*.npz"))):  # stand-ins for CT examples
+        ex = DepthExample.load(p)
+        mask = np.isfinite(ex.depth_mm.astype(np.float32))
+        DepthExample(f"{ex.subject_id}_01", ex.subject_id, ex.depth_mm, mask).save(
+            ct / f"ct_0_{n:05d}_00.npz"
+        )
+    pre, seg, model = tmp_path / "pre.pt", tmp_path / "seg.pt", tmp_path / "model.pt"
+    r = _cli("train", "pretrain", "--faces", str(faces), "--iterations", "2", "--work",
+             str(tmp_path / "w"), "--out", str(pre), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["images"] == 48
+    r = _cli("train", "segmenter", "--ct", str(ct), "--validation", str(ct), "--iterations", "3",
+             "--work", str(tmp_path / "w"), "--out", str(seg), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert 0.0 <= json.loads(r.stdout)["iou"] <= 1.0
+    work = str(tmp_path / "w")
+    r = _cli("train", "finetune", "--ct", str(ct), "--segmenter", str(seg), "--init", str(pre),
+             "--iterations", "2", "--work", work, "--out", str(model), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    from ctface.embed.embedder import FaceEmbedder
+
+    emb = FaceEmbedder.load(model)
+    depth = DepthExample.load(ct / "ct_0_00000_00.npz").depth_mm.astype(np.float32)
+    imgs, _ = emb.images(depth)
+    assert emb.embed(imgs).shape == (3, 128)
+    # a pretrained file is not a model; a missing one is a clear error (exit 3)
+    with pytest.raises(MissingDataError, match="fine-tune"):
+        FaceEmbedder.load(pre)
+    r = _cli("train", "finetune", "--ct", str(ct), "--segmenter", str(tmp_path / "none.pt"),
+             "--out", str(tmp_path / "x.pt"))  # fmt: skip
+    assert r.returncode == 3 and "face separation weights" in r.stderr
+    r = _cli(
+        "train", "pretrain", "--faces", str(tmp_path / "empty"), "--out", str(tmp_path / "y.pt")
+    )
+    assert r.returncode == 4 and "no training examples" in r.stderr
+
+
+def test_shipped_model_card_and_size() -> None:
+    from ctface.embed.embedder import WEIGHTS, FaceEmbedder
+
+    assert WEIGHTS.is_file() and WEIGHTS.stat().st_size <= 20 * 2**20
+    card = (WEIGHTS.parent / "MODEL_CARD.md").read_text()
+    for needed in ("ctface train pretrain", "ctface train finetune", "seed", "rank-1", "AUC"):
+        assert needed in card
+    model = FaceEmbedder.load()
+    assert model.config.name == "default" and len(model.version) == 16
+
+
+def test_missing_or_bad_weights_are_clear_errors(tmp_path: Path) -> None:
+    from ctface.embed.embedder import FaceEmbedder
+
+    with pytest.raises(MissingDataError, match="not found"):
+        FaceEmbedder.load(tmp_path / "none.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(MissingDataError, match="unreadable"):
+        FaceEmbedder.load(tmp_path / "bad.pt")
+
+
+def test_shipped_model_tells_two_people_apart(tmp_path: Path) -> None:
+    """Two scans of one phantom person (different expression, pose, slices, devices) are more
+    alike than either is to another person, through load_ct, landmarks and render."""
+    from conftest import FAST, make_cohort
+
+    from ctface.embed.embedder import FaceEmbedder
+    from ctface.ingest import load_ct
+    from ctface.render import render_face
+
+    rows = make_cohort(tmp_path / "c", subjects=2, scans_min=2, scans_max=2, seed=11, nuisance=FAST)
+    model = FaceEmbedder.load()
+    t = {
+        str(r["scan_id"]): model.template(render_face(load_ct(tmp_path / "c" / str(r["path"]))))
+        for r in rows
+    }
+    a1, a2, b1, b2 = (t[k].vector for k in ("S0001_01", "S0001_02", "S0002_01", "S0002_02"))
+    genuine = min(a1 @ a2, b1 @ b2)
+    impostor = max(a1 @ b1, a1 @ b2, a2 @ b1, a2 @ b2)
+    assert genuine > impostor, (genuine, impostor)
+    assert all(x.n_views == 90 and 0.1 < x.face_fraction < 0.9 for x in t.values())
+    r = _cli("embed", str(tmp_path / "c" / str(rows[0]["path"])), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n_views"] == 90 and out["model"]["version"] == model.version
+    assert float(np.dot(out["template"], t[str(rows[0]["scan_id"])].vector)) > 0.999
+    r = _cli("embed", str(tmp_path / "nothing"), "--json")
+    assert r.returncode == 4, r.stderr
