@@ -4,6 +4,7 @@ and progress callbacks."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +33,14 @@ def save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_checked(source: Path | io.BytesIO, fmt: str) -> dict[str, Any]:
+    """A ctface weights file (``torch.load``); ValueError unless its format is ``fmt``."""
+    state = torch.load(source, weights_only=False, map_location="cpu")
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise ValueError(f"not a {fmt} file")
+    return state
 
 
 def train_loop(

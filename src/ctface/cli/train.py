@@ -24,7 +24,6 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 out_console = Console()
-SEGMENTER_FORMAT = "ctface-segmenter-1"
 
 
 def _bar(quiet: bool) -> Progress:
@@ -119,8 +118,14 @@ def segmenter(
     """Train the face separation network; report its IoU on --validation."""
     import numpy as np
 
-    from ctface.embed.segment import face_masks, iou, segmenter_data, train_segmenter
-    from ctface.training import TrainConfig, save_atomic
+    from ctface.embed.segment import (
+        face_masks,
+        iou,
+        save_segmenter,
+        segmenter_data,
+        train_segmenter,
+    )
+    from ctface.training import TrainConfig
 
     x, y = segmenter_data(_depth_and_masks(_cached(ct, "*.npz")))
     t0 = time.time()
@@ -138,29 +143,10 @@ def segmenter(
         pred = np.concatenate([face_masks(net, d) for d, _ in pairs])
         truth = np.concatenate([m for _, m in pairs])
         scores = {"iou": iou(pred, truth), "scans": float(len(pairs))}
-    save_atomic({"format": SEGMENTER_FORMAT, "net": net.state_dict(),
-                 "provenance": {"ct": str(ct), "iterations": iterations, "batch": batch,
-                                "seed": seed, "seconds": seconds, "validation": scores}},
-                out)  # fmt: skip
+    save_segmenter(out, net, {"ct": str(ct), "iterations": iterations, "batch": batch,
+                              "seed": seed, "seconds": seconds, "validation": scores})  # fmt: skip
     s = {"out": str(out), "seconds": seconds, "final_loss": float(np.mean(losses[-50:])), **scores}
     _report(s, json_out, f"wrote {out}; validation IoU {scores.get('iou', float('nan')):.4f}")
-
-
-def _load_segmenter(path: Path) -> Any:
-    import torch
-
-    from ctface.embed.segment import FaceSegmenter
-    from ctface.errors import MissingDataError
-
-    try:
-        state = torch.load(path, weights_only=False, map_location="cpu")
-        if state.get("format") != SEGMENTER_FORMAT:
-            raise ValueError("not a ctface segmenter file")
-        net = FaceSegmenter()
-        net.load_state_dict(state["net"])
-    except Exception as e:  # noqa: BLE001
-        raise MissingDataError(f"cannot read face separation weights {path} ({e})") from e
-    return net
 
 
 def _train(
@@ -178,6 +164,7 @@ def _train(
     from ctface.embed.dataset import image_set
     from ctface.embed.embedder import load_network
     from ctface.embed.resnet import CONFIGS
+    from ctface.embed.segment import load_segmenter
     from ctface.embed.train import train_embedding
     from ctface.training import TrainConfig
 
@@ -189,7 +176,7 @@ def _train(
     if group[0] is not None or group[1] is not None:
         e, l_ = group[0] or cfg.group_e, group[1] or cfg.group_l
         cfg = dataclasses.replace(cfg, group_e=e, group_l=l_)
-    seg = _load_segmenter(segmenter_path) if segmenter_path is not None else None
+    seg = load_segmenter(segmenter_path) if segmenter_path is not None else None
     t0 = time.time()
     with _bar(quiet) as bar:
         task = bar.add_task("images", total=len(paths), info="")

@@ -6,6 +6,7 @@ the shipped default is ``WEIGHTS`` with ``MODEL_CARD.md`` beside it."""
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from ctface.embed.template import scan_template
 from ctface.embed.train import embed_images
 from ctface.errors import MissingDataError
 from ctface.render.depth import FaceRendering
-from ctface.training import save_atomic
+from ctface.training import load_checked, save_atomic
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "embedder.pt"
 FORMAT = "ctface-embedder-1"
@@ -81,14 +82,12 @@ class FaceEmbedder:
             )
         data = p.read_bytes()
         try:
-            state = torch.load(p, weights_only=False, map_location="cpu")
-            if state.get("format") != FORMAT:
-                raise ValueError("not a ctface embedder file")
+            state = load_checked(io.BytesIO(data), FORMAT)
             if state.get("segmenter") is None:
                 raise ValueError("a pretrained network without face separation: fine-tune it")
-            cfg = EmbedConfig.from_json(state["config"])
+            cfg, weights = _network(state)
             net = ResNetEmbedder(cfg)
-            net.load_state_dict({k: v.float() for k, v in state["net"].items()})
+            net.load_state_dict(weights)
             seg = FaceSegmenter()
             seg.load_state_dict(state["segmenter"])
         except Exception as e:  # noqa: BLE001 - any unreadable file gets one message
@@ -114,13 +113,13 @@ class FaceEmbedder:
         return Template(scan_template(emb), len(imgs), self.version, float(mask.mean()))
 
 
+def _network(state: dict[str, Any]) -> tuple[EmbedConfig, dict[str, torch.Tensor]]:
+    return EmbedConfig.from_json(state["config"]), {k: v.float() for k, v in state["net"].items()}
+
+
 def load_network(path: Path) -> tuple[EmbedConfig, dict[str, torch.Tensor]]:
     """Configuration and (float32) embedding weights of a model or pretrained file."""
     try:
-        state = torch.load(path, weights_only=False, map_location="cpu")
-        if state.get("format") != FORMAT:
-            raise ValueError("not a ctface embedder file")
-        cfg = EmbedConfig.from_json(state["config"])
-        return cfg, {k: v.float() for k, v in state["net"].items()}
+        return _network(load_checked(path, FORMAT))
     except Exception as e:  # noqa: BLE001
         raise MissingDataError(f"cannot read network weights {path} ({e})") from e

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,10 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctface.embed.images import pool_depth
+from ctface.errors import MissingDataError
 from ctface.render.depth import FRONT_MM, REFERENCE_MM
-from ctface.training import TrainConfig, train_loop
+from ctface.training import TrainConfig, load_checked, save_atomic, train_loop
 
 SEG_SIZE = 64
+FORMAT = "ctface-segmenter-1"
 
 
 def metric_input(depth_mm: np.ndarray) -> torch.Tensor:
@@ -132,3 +135,17 @@ def train_segmenter(
 
     losses = train_loop(net, batch_loss, settings, 4, checkpoint, progress)
     return net, losses
+
+
+def save_segmenter(path: Path, net: FaceSegmenter, provenance: dict[str, Any]) -> Path:
+    save_atomic({"format": FORMAT, "net": net.state_dict(), "provenance": provenance}, path)
+    return path
+
+
+def load_segmenter(path: Path) -> FaceSegmenter:
+    try:
+        net = FaceSegmenter()
+        net.load_state_dict(load_checked(path, FORMAT)["net"])
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets one message
+        raise MissingDataError(f"cannot read face separation weights {path} ({e})") from e
+    return net
