@@ -19,57 +19,26 @@ spaced), for networks too slow to embed all of them on a CPU.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ctface.embed.embedder import WEIGHTS, FaceEmbedder
-from ctface.embed.examples import DepthExample, scan_example
+from ctface.embed.examples import DepthExample
 from ctface.embed.template import scan_template
-from ctface.errors import CtfaceError
 from ctface.evaluate import cross_scan
+from ctface.evaluate.cohort import prepare_cohort
 
 RESULTS = Path(__file__).parent / "results"
 FRONTAL = 45  # pitch 0 (index 4 of 9) x roll ~0 (index 5 of 10) in the paper's pose grid
 
 
-def _manifest(cohort: Path) -> list[dict[str, str]]:
-    with open(cohort / "manifest.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _one(cohort: Path, cache: Path, row: dict[str, str]) -> tuple[str, str | None, float]:
-    out = cache / f"{row['scan_id']}.npz"
-    if out.exists():
-        return row["scan_id"], None, 0.0
-    t = time.perf_counter()
-    try:
-        scan_example(cohort / row["path"], row["scan_id"], row["subject_id"]).save(out)
-    except CtfaceError as e:
-        return row["scan_id"], f"{type(e).__name__}: {e}", time.perf_counter() - t
-    return row["scan_id"], None, time.perf_counter() - t
-
-
-def prepare(cohort: Path, cache: Path, jobs: int) -> dict[str, Any]:
-    rows = _manifest(cohort)
-    cache.mkdir(parents=True, exist_ok=True)
-    failures, seconds = {}, []
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_one, cohort, cache, r) for r in rows]
-        for n, f in enumerate(futures):
-            scan_id, err, s = f.result()
-            if err:
-                failures[scan_id] = err
-            elif s:
-                seconds.append(s)
-            if (n + 1) % 10 == 0 or n + 1 == len(rows):
-                print(f"{n + 1}/{len(rows)} scans ready", flush=True)
-    return {"scans": len(rows), "failures": failures, "pipeline_s": seconds}
+def _progress(done: int, total: int) -> None:
+    if done % 10 == 0 or done == total:
+        print(f"{done}/{total} scans ready", flush=True)
 
 
 def evaluate(model: FaceEmbedder, examples: list[DepthExample], views: int) -> dict[str, Any]:
@@ -104,19 +73,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "recognition.json")
     args = ap.parse_args()
     cache = args.cache or args.cohort / "depth_cache"
-    prep = prepare(args.cohort, cache, args.jobs)
-    rows = _manifest(args.cohort)
-    examples = [DepthExample.load(cache / f"{r['scan_id']}.npz") for r in rows
-                if r["scan_id"] not in prep["failures"]]  # fmt: skip
+    prep = prepare_cohort(args.cohort, cache, args.jobs, _progress)
+    examples = prep.examples
     models = dict(m.split("=", 1) for m in args.model) or {"shipped": str(WEIGHTS)}
     results: dict[str, Any] = {
         "cohort": str(args.cohort),
-        "scans": prep["scans"],
+        "scans": len(examples) + len(prep.failures),
         "subjects": len({e.subject_id for e in examples}),
-        "failures_to_acquire": prep["failures"],
-        "pipeline_s_per_scan": round(float(np.mean(prep["pipeline_s"])), 2)
-        if prep["pipeline_s"]
-        else None,
+        "failures_to_acquire": prep.failures,
+        "pipeline_s_per_scan": round(float(np.mean(prep.seconds)), 2) if prep.seconds else None,
         "models": {},
     }
     head = ("model", "template", "rank-1", "AUC", "VACC", "probes", "s/scan")
@@ -130,7 +95,7 @@ def main() -> None:
             print(f"{name:>24} {t:>8} {cells} {m['n_probes']:7d} {r['embed_s_per_scan']:7.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
-    print(f"failures to acquire: {len(prep['failures'])} of {prep['scans']}; wrote {args.out}")
+    print(f"failures to acquire: {len(prep.failures)} of {results['scans']}; wrote {args.out}")
 
 
 if __name__ == "__main__":

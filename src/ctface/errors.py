@@ -31,3 +31,18 @@ class NoFaceError(InvalidInputError):
     """The CT is readable but holds no usable face (none in the field of view, or covered)."""
 
     exit_code = 6
+
+
+class FailureToAcquire(NoFaceError):
+    """The CT's face is not usable for recognition (quality gate); ``code`` names why."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"failure to acquire ({code}): {reason}")
+        self.code, self.reason = code, reason
+
+
+class GalleryError(CtfaceError):
+    """The gallery database cannot serve the request (another model's templates, not a ctface
+    gallery, unknown patient or scan)."""
+
+    exit_code = 7

@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ctface.errors import CtfaceError
 
@@ -34,7 +35,7 @@ def _root(
 
 
 def _register() -> None:
-    from ctface.cli import demo, embed, landmarks, phantom, render, train  # noqa: F401
+    from ctface.cli import demo, embed, gallery, landmarks, phantom, render, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     except CtfaceError as exc:
         if debug:
             raise
-        err.print(f"[red]ctface: error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]ctface: error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("ctface: interrupted")
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         err.print(
-            f"[red]ctface: internal error:[/red] {type(exc).__name__}: {exc} (rerun with --debug)",
+            f"[red]ctface: internal error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+            "(rerun with --debug)",
             highlight=False,
             soft_wrap=True,
         )

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ctface.cli.main import app
+from ctface.phantom.params import NuisanceConfig
 
 face_model_app = typer.Typer(help="Build or inspect the ICT-FaceKit face model file.")
 app.add_typer(face_model_app, name="face-model")
@@ -22,16 +23,15 @@ out_console = Console()
 def run_phantom(
     *, subjects: int, scans_min: int, scans_max: int, seed: int, out: Path,
     dicom_fraction: float, jobs: int, qc: bool, face_model: Path | None, quiet: bool,
-    nuisance: Path | None = None,
+    nuisance: Path | NuisanceConfig | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Generate a cohort with a progress bar (shared by `phantom` and `demo`)."""
     from ctface.errors import InvalidInputError
     from ctface.phantom.cohort import CohortSpec, generate_cohort, plan
     from ctface.phantom.face_model import find_face_model
-    from ctface.phantom.params import NuisanceConfig
 
-    cfg = NuisanceConfig()
-    if nuisance is not None:
+    cfg = nuisance if isinstance(nuisance, NuisanceConfig) else NuisanceConfig()
+    if isinstance(nuisance, Path):
         try:
             cfg = NuisanceConfig.from_dict(json.loads(nuisance.read_text()))
         except (OSError, ValueError, TypeError) as exc:

@@ -6,15 +6,13 @@ The shipped model is reproduced by the commands in ``embed/weights/MODEL_CARD.md
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ctface.cli.common import progress_bar, report
 from ctface.cli.main import app
 from ctface.errors import InvalidInputError
 
@@ -23,13 +21,6 @@ train_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
-out_console = Console()
-
-
-def _bar(quiet: bool) -> Progress:
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn())  # fmt: skip
-    return Progress(*columns, console=Console(stderr=True), disable=quiet)
 
 
 def _cached(folder: Path, pattern: str) -> list[Path]:
@@ -37,13 +28,6 @@ def _cached(folder: Path, pattern: str) -> list[Path]:
     if not paths:
         raise InvalidInputError(f"no training examples ({pattern}) in {folder}")
     return paths
-
-
-def _report(summary: dict[str, Any], json_out: bool, line: str) -> None:
-    if json_out:
-        print(json.dumps(summary, indent=1, default=str))
-    else:
-        out_console.print(line)
 
 
 @train_app.command("faces")
@@ -60,12 +44,12 @@ def faces(
     from ctface.embed.synthetic import prepare_synthetic_faces
 
     t0 = time.time()
-    with _bar(json_out) as bar:
+    with progress_bar(json_out) as bar:
         task = bar.add_task("faces", total=count, info="")
         prepare_synthetic_faces(cache, seed, count, instances, views, jobs,
                                 lambda _p: bar.advance(task))  # fmt: skip
     s = {"cache": str(cache), "identities": count, "seed": seed, "seconds": time.time() - t0}
-    _report(s, json_out, f"{count} identities x {instances * views} images in {cache}")
+    report(s, json_out, f"{count} identities x {instances * views} images in {cache}")
 
 
 @train_app.command("phantoms")
@@ -81,13 +65,13 @@ def phantoms(
     from ctface.landmarks.dataset import TRAINING_NUISANCE
 
     t0 = time.time()
-    with _bar(json_out) as bar:
+    with progress_bar(json_out) as bar:
         task = bar.add_task("scans", total=None, info="")
         paths = prepare_phantom_examples(cache, seed, subjects, TRAINING_NUISANCE, (2, 3), jobs,
                                          lambda _p: bar.advance(task))  # fmt: skip
     s = {"cache": str(cache), "subjects": subjects, "scans": len(paths), "seed": seed,
          "seconds": time.time() - t0}  # fmt: skip
-    _report(s, json_out, f"{len(paths)} scans of {subjects} subjects in {cache}")
+    report(s, json_out, f"{len(paths)} scans of {subjects} subjects in {cache}")
 
 
 def _depth_and_masks(paths: list[Path]) -> list[tuple[Any, Any]]:
@@ -129,7 +113,7 @@ def segmenter(
 
     x, y = segmenter_data(_depth_and_masks(_cached(ct, "*.npz")))
     t0 = time.time()
-    with _bar(json_out) as bar:
+    with progress_bar(json_out) as bar:
         task = bar.add_task("segmenter", total=iterations, info="")
         net, losses = train_segmenter(
             x, y, TrainConfig(iterations=iterations, batch=batch, seed=seed),
@@ -146,7 +130,7 @@ def segmenter(
     save_segmenter(out, net, {"ct": str(ct), "iterations": iterations, "batch": batch,
                               "seed": seed, "seconds": seconds, "validation": scores})  # fmt: skip
     s = {"out": str(out), "seconds": seconds, "final_loss": float(np.mean(losses[-50:])), **scores}
-    _report(s, json_out, f"wrote {out}; validation IoU {scores.get('iou', float('nan')):.4f}")
+    report(s, json_out, f"wrote {out}; validation IoU {scores.get('iou', float('nan')):.4f}")
 
 
 def _train(
@@ -178,7 +162,7 @@ def _train(
         cfg = dataclasses.replace(cfg, group_e=e, group_l=l_)
     seg = load_segmenter(segmenter_path) if segmenter_path is not None else None
     t0 = time.time()
-    with _bar(quiet) as bar:
+    with progress_bar(quiet) as bar:
         task = bar.add_task("images", total=len(paths), info="")
         data = image_set(paths, seg, progress=lambda i, n: bar.update(task, completed=i))
         task = bar.add_task(stage, total=iterations, info=f"{len(data)} images")
@@ -211,6 +195,9 @@ def pretrain(
     out: Path = typer.Option(Path("pretrained.pt"), "--out"),
     work: Path = typer.Option(Path("embed-train"), "--work", help="Checkpoints."),
     iterations: int = typer.Option(3000, "--iterations", min=1),
+    init: Path | None = typer.Option(
+        None, "--init", help="Continue from this pretrained network (new identity head)."
+    ),
     group_e: int | None = typer.Option(None, "--group-e", min=2, help="E: images per subject."),
     group_l: int | None = typer.Option(None, "--group-l", min=2, help="L: subjects per batch."),
     seed: int = typer.Option(0, "--seed"),
@@ -220,11 +207,11 @@ def pretrain(
     from ctface.embed.embedder import save_model
 
     paths = _cached(faces_dir, "face_*.npz")
-    cfg, net, _, info = _train(paths, None, config, None, f"pretrain-{config}", work,
+    cfg, net, _, info = _train(paths, None, config, init, f"pretrain-{config}", work,
                                iterations, seed, json_out, (group_e, group_l))  # fmt: skip
     info["data"] = {"faces": str(faces_dir), "files": len(paths)}
     save_model(out, cfg, net, None, {"pretrain": info})
-    _report({"out": str(out), **info}, json_out, f"wrote {out} ({info['seconds']} s)")
+    report({"out": str(out), **info}, json_out, f"wrote {out} ({info['seconds']} s)")
 
 
 @train_app.command("finetune")
@@ -264,4 +251,4 @@ def finetune(
     save_model(out, cfg, net, seg, {"train": info})
     v = info.get("validation", {})
     line = f"wrote {out} ({info['seconds']} s); validation: {v}"
-    _report({"out": str(out), **info}, json_out, line)
+    report({"out": str(out), **info}, json_out, line)

@@ -108,7 +108,11 @@ class FaceEmbedder:
 
     def template(self, rendering: FaceRendering) -> Template:
         """The scan's template from all its views."""
-        imgs, mask = self.images(rendering.depth_mm)
+        return self.template_of_depth(rendering.depth_mm)
+
+    def template_of_depth(self, depth_mm: np.ndarray) -> Template:
+        """The template from (V, S, S) depth views in mm (a rendering's, or a cached one)."""
+        imgs, mask = self.images(depth_mm.astype(np.float32))
         emb = self.embed(imgs)
         return Template(scan_template(emb), len(imgs), self.version, float(mask.mean()))
 

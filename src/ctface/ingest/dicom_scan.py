@@ -32,7 +32,8 @@ USED_TAGS = (
     "SOPClassUID", "SeriesInstanceUID", "Modality", "ImageType", "Rows", "Columns",
     "NumberOfFrames", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
     "RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
-    "SeriesDescription", "PatientID", "StudyDate", "PatientPosition", "Manufacturer",
+    "SeriesDescription", "PatientID", "StudyInstanceUID", "StudyDate", "PatientPosition",
+    "Manufacturer",
 )  # fmt: skip
 # Parsed from each header (the rest is skipped: ~3x faster on large folders).
 HEADER_TAGS = USED_TAGS + (

@@ -1,0 +1,27 @@
+"""Helpers shared by the commands: progress bars on stderr, JSON-or-line reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+out_console = Console()
+
+
+def progress_bar(quiet: bool) -> Progress:
+    """A bar with a description, count, free ``info`` field and elapsed time (off if quiet)."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn())  # fmt: skip
+    return Progress(*columns, console=Console(stderr=True), disable=quiet)
+
+
+def report(summary: dict[str, Any], json_out: bool, line: str) -> None:
+    """Print ``summary`` as JSON (``--json``) or ``line`` for people (``line`` is plain text:
+    IDs and paths in it are never read as markup)."""
+    if json_out:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        out_console.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -1,0 +1,390 @@
+"""`ctface enroll | identify | verify | calibrate` and `ctface gallery list|remove|stats|export`.
+
+The gallery database defaults to ``$CTFACE_GALLERY``, else
+``$XDG_DATA_HOME/ctface/gallery.db`` (``~/.local/share/ctface/gallery.db``); ``--db`` overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from ctface.cli.common import out_console, progress_bar, report
+from ctface.cli.main import app, err
+from ctface.errors import (
+    CtfaceError,
+    FailureToAcquire,
+    GalleryError,
+    InvalidInputError,
+    OutputError,
+)
+
+gallery_app = typer.Typer(help="Inspect and edit the gallery database.", no_args_is_help=True)
+app.add_typer(gallery_app, name="gallery")
+
+DB_HELP = "Gallery database (default $CTFACE_GALLERY or ~/.local/share/ctface/gallery.db)."
+FMR_HELP = "False-match rate the decision threshold is calibrated to (per comparison)."
+
+
+def _db(db: Path | None) -> Path:
+    from ctface.gallery import default_path
+
+    return db if db is not None else default_path()
+
+
+def _models(weights: Path | None, calibration: Path | None) -> tuple[Any, Any]:
+    from ctface.embed.embedder import FaceEmbedder
+    from ctface.gallery import Calibration
+
+    model = FaceEmbedder.load(weights)
+    cal = Calibration.load(calibration)
+    cal.check_model(model.version)
+    return model, cal
+
+
+def _acquire_probe(scan: Path, model: Any, series_uid: str | None, json_out: bool) -> Any:
+    """The probe's acquisition; a failure to acquire prints its code (JSON too) and exits."""
+    from ctface.gallery import acquire
+
+    try:
+        return acquire(scan, model, series_uid=series_uid)
+    except FailureToAcquire as e:
+        if json_out:
+            fta = {"code": e.code, "reason": e.reason}
+            print(json.dumps({"scan": str(scan), "failure_to_acquire": fta}))
+        raise
+
+
+@app.command()
+def enroll(
+    scans: list[Path] = typer.Argument(
+        ...,
+        help="CT scans (DICOM folder/file, NIfTI, ...); with --from-dicom-tags: archive folders.",
+    ),  # fmt: skip
+    patient_id: str | None = typer.Option(None, "--patient-id", help="Enroll under this ID."),
+    from_dicom_tags: bool = typer.Option(
+        False, "--from-dicom-tags", help="Enroll every study under the folders by its PatientID."
+    ),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes (~1.5 GB each)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry earlier failures."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Process scans and store one face template per scan under the patient."""
+    from ctface.embed.embedder import FaceEmbedder
+    from ctface.gallery.enroll import LazyGallery, Source
+    from ctface.gallery.enroll import enroll as run
+    from ctface.ingest.archive import list_archive
+
+    if from_dicom_tags == (patient_id is not None):
+        raise InvalidInputError("give either --patient-id ID or --from-dicom-tags (one of them)")
+    model = FaceEmbedder.load(weights)
+    gallery = LazyGallery(_db(db))
+    items: list[tuple[Source, str]] = []
+    skipped: list[tuple[str, str]] = []
+    if from_dicom_tags:
+        for folder in scans:
+            found, skip = list_archive(folder)
+            items += [(s, s.patient_id) for s in found]
+            skipped += skip
+    else:
+        assert patient_id is not None
+        patient_id = patient_id.strip()
+        if not patient_id:
+            raise InvalidInputError("--patient-id is empty")
+        items = [(s, patient_id) for s in scans]
+    t0 = time.perf_counter()
+    with progress_bar(json_out) as bar:
+        task = bar.add_task("enroll", total=len(items), info="")
+
+        def show(o: Any, _acq: Any) -> None:
+            bar.advance(task)
+            bar.update(task, info=f"{o.patient_id}: {o.status}")
+            if not json_out and o.status in ("failed", "skipped"):
+                bar.console.print(f"{o.status}: {o.source} ({o.code}): {o.reason}",
+                                  highlight=False, soft_wrap=True, markup=False)  # fmt: skip
+
+        try:
+            outcomes = run(gallery, items, model, str(weights) if weights else None, jobs=jobs,
+                           record_failures=from_dicom_tags, retry_failed=retry_failed,
+                           on_outcome=show)  # fmt: skip
+        finally:
+            gallery.close()
+    counts = {s: sum(o.status == s for o in outcomes)
+              for s in ("enrolled", "already-enrolled", "failed", "skipped")}  # fmt: skip
+    summary = {
+        "db": str(gallery.path),
+        "model_version": model.version,
+        **counts,
+        "not_scans": [{"item": a, "reason": b} for a, b in skipped],
+        "scans": [o.to_json() for o in outcomes],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    line = (f"{counts['enrolled']} scans enrolled, {counts['already-enrolled']} already there, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped (earlier failures); "
+            f"{len(skipped)} items were not scans -> {gallery.path}")  # fmt: skip
+    report(summary, json_out, line)
+    for item, why in skipped if not json_out else []:
+        err.print(f"not a scan: {item}: {why}", highlight=False, soft_wrap=True, markup=False)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed and not from_dicom_tags:
+        fta = all(o.code not in ("unreadable", "conflict", "error") for o in failed)
+        raise typer.Exit(6 if fta else 4)
+
+
+@app.command()
+def identify(
+    scan: Path = typer.Argument(..., help="The probe CT (its patient is unknown)."),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Candidates to list."),
+    fmr: float = typer.Option(1e-3, "--fmr", help=FMR_HELP),
+    html: Path | None = typer.Option(None, "--html", help="Write a page with the depth images."),
+    weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
+    calibration: Path | None = typer.Option(None, "--calibration", help="Calibration file."),
+    series_uid: str | None = typer.Option(None, "--series-uid", help="DICOM series to use."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Rank the enrolled patients for a scan; decide: the best match, or "not in gallery"."""
+    from ctface.gallery import Gallery, TemplateIndex
+    from ctface.gallery import identify as decide
+
+    path = _db(db)
+    model, cal = _models(weights, calibration)
+    cal.threshold(fmr)  # an impossible FMR fails before the slow work
+    if html is not None and not html.parent.is_dir():
+        raise OutputError(f"cannot write {html}: the folder {html.parent} does not exist")
+    with Gallery(path) as g:
+        g.check_model(model.version)
+        templates = g.templates(cache=True)
+    if not templates.patient_ids:
+        raise GalleryError(f"the gallery {path} is empty: enroll scans first")
+    t0 = time.perf_counter()
+    probe = _acquire_probe(scan, model, series_uid, json_out)
+    index = TemplateIndex.cached(templates, path)
+    result = decide(probe.template.vector, index, cal, fmr, top_k)
+    seconds = time.perf_counter() - t0
+    out = {"scan": str(scan), **result.to_json(), "model_version": model.version,
+           "probe_quality": probe.record.quality, "seconds": round(seconds, 2)}  # fmt: skip
+    if html is not None:
+        from ctface.gallery.acquire import frontal_from_source
+        from ctface.gallery.report import identification_html
+
+        with Gallery(path) as g:
+            keys = [c.scan_key for c in result.candidates]
+            stored = {s.scan_key: s.record for s in g.scans(scan_keys=keys)}
+
+        def image(c: Any) -> Any:
+            return frontal_from_source(stored[c.scan_key])
+
+        out["html"] = str(identification_html(html, str(scan), probe.frontal, result, image))
+    if json_out:
+        print(json.dumps(out, indent=1))
+        return
+    print_identification(str(scan), result)
+    if html is not None:
+        out_console.print(f"page: {out['html']}", markup=False)
+
+
+def print_identification(label: str, result: Any) -> None:
+    """The decision and the ranked candidates, for people."""
+    t = result.threshold
+    verdict = (f"[bold green]{escape(result.patient_id)}[/]" if result.patient_id
+               else "[bold yellow]not in gallery[/]")  # fmt: skip
+    out_console.print(f"{escape(label)}: {verdict} (threshold {t['threshold']:.4f} at FMR "
+                      f"{t['fmr']:g}; {t['impostor_comparisons']} impostor comparisons of "
+                      f"{escape(str(t['calibration']))})", highlight=False,
+                      soft_wrap=True)  # fmt: skip
+    for c in result.candidates:
+        mark = "above threshold" if c.score >= t["threshold"] else ""
+        out_console.print(f"  {c.rank:>2}. {c.patient_id:<24} score {c.score:.4f} {mark}",
+                          highlight=False, markup=False)  # fmt: skip
+
+
+@app.command()
+def verify(
+    scan_a: Path = typer.Argument(..., help="First CT."),
+    scan_b: Path = typer.Argument(..., help="Second CT."),
+    fmr: float = typer.Option(1e-3, "--fmr", help=FMR_HELP),
+    weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
+    calibration: Path | None = typer.Option(None, "--calibration", help="Calibration file."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Are two scans the same person? Score, decision, and the measured FMR/FNMR there."""
+    from ctface.gallery import verify as decide
+
+    model, cal = _models(weights, calibration)
+    cal.threshold(fmr)
+    a = _acquire_probe(scan_a, model, None, json_out)
+    b = _acquire_probe(scan_b, model, None, json_out)
+    result = decide(a.template.vector, b.template.vector, cal, fmr)
+    out = {"scan_a": str(scan_a), "scan_b": str(scan_b), **result.to_json(),
+           "model_version": model.version}  # fmt: skip
+    word = "same person" if result.same_person else "different people"
+    line = (f"score {result.score:.4f}: {word} (threshold {result.threshold['threshold']:.4f} at "
+            f"FMR {fmr:g}); at this score FMR {result.fmr_at_score:.2e}, "
+            f"FNMR {result.fnmr_at_score:.3f}")  # fmt: skip
+    report(out, json_out, line)
+
+
+@app.command()
+def calibrate(
+    cohort: Path = typer.Option(..., "--cohort", help="A `ctface phantom` cohort not trained on."),
+    cache: Path | None = typer.Option(None, "--cache", help="Depth cache (default COHORT/depth)."),
+    out: Path = typer.Option(Path("calibration.json"), "--out", help="Calibration file."),
+    weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Measure genuine and impostor scores on a cohort: the thresholds of `identify`/`verify`."""
+    import numpy as np
+
+    from ctface.embed.embedder import FaceEmbedder
+    from ctface.evaluate.cohort import prepare_cohort
+    from ctface.gallery import calibrate as measure
+
+    model = FaceEmbedder.load(weights)
+    with progress_bar(json_out) as bar:
+        task = bar.add_task("pipeline", total=None, info="")
+        scans = prepare_cohort(cohort, cache or cohort / "depth", jobs,
+                               lambda i, n: bar.update(task, completed=i, total=n))  # fmt: skip
+        task = bar.add_task("embed", total=len(scans.examples), info="")
+        vectors = []
+        for ex in scans.examples:
+            vectors.append(model.template_of_depth(ex.depth_mm).vector)
+            bar.advance(task)
+    subjects = np.array([ex.subject_id for ex in scans.examples])
+    prov: dict[str, Any] = {
+        "cohort": str(cohort),
+        "cohort_path": str(cohort),
+        "failures_to_acquire": scans.failures,
+        "command": "ctface calibrate",
+    }
+    spec_file = cohort / "cohort.json"
+    if spec_file.is_file():  # a `ctface phantom` cohort: name it by its settings, not its path
+        spec = json.loads(spec_file.read_text())
+        prov["cohort"] = f"phantom cohort seed {spec.get('seed')}"
+        prov["cohort_spec"] = spec
+    cal = measure(np.array(vectors), subjects, model.version, prov)
+    try:
+        cal.save(out)
+    except OSError as e:
+        raise OutputError(f"cannot write {out}: {e}") from e
+    rows: dict[str, dict[str, float] | None] = {}
+    for f in (1e-2, 1e-3, 1e-4):
+        try:
+            t = cal.threshold(f)
+            rows[f"{f:g}"] = {"threshold": round(t, 4), "fnmr": round(cal.fnmr_at(t), 4)}
+        except CtfaceError:
+            rows[f"{f:g}"] = None
+    summary = {"out": str(out), "model_version": model.version, "scans": len(subjects),
+               "subjects": int(len(np.unique(subjects))), "genuine": len(cal.genuine),
+               "impostor": len(cal.impostor), "failures_to_acquire": len(scans.failures),
+               "operating_points": rows}  # fmt: skip
+    line = (f"wrote {out}: {len(cal.genuine)} genuine / {len(cal.impostor)} impostor "
+            f"comparisons of {summary['subjects']} people; " + "; ".join(
+                f"FMR {k}: t={v['threshold']} FNMR={v['fnmr']}" if v else f"FMR {k}: n/a"
+                for k, v in rows.items()))  # fmt: skip
+    report(summary, json_out, line)
+
+
+@gallery_app.command("list")
+def list_(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    patient: str | None = typer.Option(None, "--patient", help="Only this patient's scans."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Patients and their scans."""
+    from ctface.gallery import Gallery
+
+    with Gallery(_db(db)) as g:
+        scans = g.scans(patient)
+        patients = [(p, n) for p, n in g.patients() if patient in (None, p)]
+    if patient is not None and not patients:
+        raise GalleryError(f"no patient {patient!r} in {_db(db)}")
+    if json_out:
+        print(json.dumps({"patients": [{"patient_id": p, "scans": n} for p, n in patients],
+                          "scans": [s.to_json() for s in scans]}, indent=1))  # fmt: skip
+        return
+    for s in scans:
+        r = s.record
+        out_console.print(f"{s.patient_id:<20} scan {s.scan_key:>5}  "
+                          f"face {r.quality.get('face_fraction', 0):>4.0%}  "
+                          f"{r.source}  {r.series_uid or ''}",
+                          highlight=False, soft_wrap=True, markup=False)  # fmt: skip
+    out_console.print(f"{len(patients)} patients, {len(scans)} scans")
+
+
+@gallery_app.command("remove")
+def remove(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    patient: str | None = typer.Option(None, "--patient", help="Remove this patient."),
+    scan: int | None = typer.Option(None, "--scan", help="Remove this scan (its scan_key)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Remove a patient (with all their scans) or one scan."""
+    from ctface.gallery import Gallery
+
+    if (patient is None) == (scan is None):
+        raise InvalidInputError("give either --patient ID or --scan KEY")
+    with Gallery(_db(db)) as g:
+        if patient is not None:
+            n = g.remove_patient(patient)
+            report({"removed_patient": patient, "scans": n}, json_out,
+                   f"removed patient {patient} ({n} scans)")  # fmt: skip
+        else:
+            assert scan is not None
+            pid = g.remove_scan(scan)
+            report({"removed_scan": scan, "patient_id": pid}, json_out,
+                   f"removed scan {scan} of {pid}")  # fmt: skip
+
+
+@gallery_app.command("stats")
+def stats(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Counts, model version, failures to acquire, size and integrity."""
+    from ctface.gallery import Gallery
+
+    with Gallery(_db(db)) as g:
+        s = g.stats()
+    line = "\n".join(f"{k}: {v}" for k, v in s.items())
+    report(s, json_out, line)
+
+
+@gallery_app.command("export")
+def export(
+    out: Path = typer.Option(..., "--out", help="JSON file (patients, scans, templates)."),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    no_templates: bool = typer.Option(False, "--no-templates", help="Records only."),
+) -> None:
+    """Everything in the gallery as JSON (templates as lists of numbers)."""
+    from ctface.gallery import Gallery
+
+    with Gallery(_db(db)) as g:
+        t = g.templates()
+        vectors = dict(zip(t.scan_keys.tolist(), t.vectors.tolist(), strict=True))
+        scans = []
+        for s in g.scans():
+            row = s.to_json()
+            if not no_templates:
+                row["template"] = [round(v, 7) for v in vectors[s.scan_key]]
+            scans.append(row)
+        data = {"format": "ctface-gallery-export-1", "stats": g.stats(),
+                "patients": [p for p, _ in g.patients()], "scans": scans,
+                "failures_to_acquire": g.failures()}  # fmt: skip
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(out)
+    except OSError as e:
+        raise OutputError(f"cannot write {out}: {e}") from e
+    out_console.print(
+        f"wrote {out}: {len(data['patients'])} patients, {len(scans)} scans", markup=False
+    )

@@ -1,0 +1,123 @@
+"""Decision thresholds from measured scores: the false-match rate (FMR) a threshold gives.
+
+A calibration holds the genuine (same person, different scans) and impostor (different
+people) template similarities of a cohort no model was trained or selected on, for one model
+version. ``threshold(fmr)`` is the lowest score that at most a fraction ``fmr`` of the
+impostor comparisons reach; ``fmr_at`` / ``fnmr_at`` give the measured rates at any score.
+An FMR below 1 / (impostor comparisons) cannot be estimated and is refused.
+
+The shipped calibration (``CALIBRATION``, beside the model weights) is rebuilt with
+``ctface calibrate`` (the model card gives the cohort).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctface.embed.embedder import WEIGHTS
+from ctface.errors import GalleryError, InvalidInputError, MissingDataError
+
+CALIBRATION = WEIGHTS.with_name("calibration.json")
+FORMAT = "ctface-calibration-1"
+DEFAULT_FMR = 1e-3
+
+
+@dataclass(frozen=True)
+class Calibration:
+    model_version: str
+    genuine: np.ndarray  # sorted similarities of same-person pairs of scans
+    impostor: np.ndarray  # sorted similarities of different-person pairs
+    provenance: dict[str, Any]
+
+    def threshold(self, fmr: float = DEFAULT_FMR) -> float:
+        """Lowest score reached by at most ``fmr`` of the impostor comparisons."""
+        n = len(self.impostor)
+        if not 0.0 < fmr < 1.0:
+            raise InvalidInputError(f"FMR must be between 0 and 1, got {fmr:g}.")
+        if fmr * n < 1.0:
+            raise InvalidInputError(
+                f"FMR {fmr:g} is below what the calibration can measure: it has {n} impostor "
+                f"comparisons (lowest FMR 1/{n} = {1 / n:.1e}); calibrate on a larger cohort."
+            )
+        allowed = int(np.floor(fmr * n))  # impostor scores allowed at or above the threshold
+        return float(np.nextafter(self.impostor[n - allowed - 1], np.inf))
+
+    def fmr_at(self, score: float) -> float:
+        """Share of the impostor comparisons scoring ``score`` or more."""
+        n = len(self.impostor)
+        return float((n - np.searchsorted(self.impostor, score, side="left")) / n)
+
+    def fnmr_at(self, score: float) -> float:
+        """Share of the genuine comparisons scoring below ``score``."""
+        return float(np.searchsorted(self.genuine, score, side="left") / len(self.genuine))
+
+    def check_model(self, model_version: str) -> None:
+        if model_version != self.model_version:
+            raise GalleryError(
+                f"the calibration was made for model {self.model_version}, not {model_version}"
+                ": recalibrate with `ctface calibrate` (or pass the matching --calibration)"
+            )
+
+    def describe(self, fmr: float) -> dict[str, Any]:
+        """Threshold (exact: decisions compare with it) and provenance, as printed."""
+        t = self.threshold(fmr)
+        return {
+            "threshold": t,
+            "fmr": fmr,
+            "fnmr_at_threshold": round(self.fnmr_at(t), 4),
+            "impostor_comparisons": len(self.impostor),
+            "genuine_comparisons": len(self.genuine),
+            "calibration": self.provenance.get("cohort", "?"),
+        }
+
+    def save(self, path: Path) -> None:
+        data = {
+            "format": FORMAT,
+            "model_version": self.model_version,
+            "provenance": self.provenance,
+            "genuine": [round(float(s), 5) for s in self.genuine],
+            "impostor": [round(float(s), 5) for s in self.impostor],
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":")))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Calibration:
+        p = path or CALIBRATION
+        if not p.is_file():
+            raise MissingDataError(
+                f"decision calibration not found: {p} (reinstall ctface, or make one with "
+                "`ctface calibrate`)"
+            )
+        try:
+            data = json.loads(p.read_text())
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
+            gen, imp = np.sort(data["genuine"]), np.sort(data["impostor"])
+            if len(gen) == 0 or len(imp) == 0:
+                raise ValueError("no scores")
+        except (ValueError, KeyError, TypeError) as e:
+            raise MissingDataError(f"decision calibration unreadable: {p} ({e})") from e
+        return cls(str(data["model_version"]), gen, imp, dict(data.get("provenance", {})))
+
+
+def calibrate(
+    templates: np.ndarray, subject: np.ndarray, model_version: str, provenance: dict[str, Any]
+) -> Calibration:
+    """Every pair of scans: same subject -> genuine, different subjects -> impostor."""
+    sim = templates @ templates.T
+    i, j = np.triu_indices(len(subject), k=1)
+    same = subject[i] == subject[j]
+    if not same.any() or same.all():
+        raise InvalidInputError("calibration needs people with two or more scans, and 2+ people")
+    info = {**provenance, "date": dt.date.today().isoformat(), "scans": len(subject),
+            "subjects": len(np.unique(subject))}  # fmt: skip
+    return Calibration(model_version, np.sort(sim[i, j][same]), np.sort(sim[i, j][~same]), info)

@@ -1,0 +1,343 @@
+"""The gallery database: patients, their scans and one face template per scan (SQLite).
+
+No image or pixel data is stored: per scan the content digest of its files, the DICOM series
+and study UIDs, the source path, acquisition metadata without dates or names
+(``acquire.ACQUISITION_KEYS``), quality flags, the model version and the template (float32).
+Every write is one SQLite transaction (rollback journal, synchronous FULL): a crash or Ctrl-C
+leaves the database as it was before the interrupted scan. All templates of a gallery come from
+one model version (``meta.model_version``, set by the first enrollment); another model's
+templates are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctface.errors import GalleryError, MissingDataError, OutputError
+from ctface.gallery.acquire import ScanRecord
+
+SCHEMA_VERSION = "1"
+CACHE_MIN = 50_000  # templates from which `templates(cache=True)` keeps a file beside the db
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE patients (
+    patient_id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+CREATE TABLE scans (
+    scan_key INTEGER PRIMARY KEY AUTOINCREMENT,
+    patient_id TEXT NOT NULL REFERENCES patients(patient_id) ON DELETE CASCADE,
+    digest TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL, series_uid TEXT, study_uid TEXT, dicom_patient_id TEXT NOT NULL,
+    acquisition TEXT NOT NULL, quality TEXT NOT NULL,
+    model_version TEXT NOT NULL, template BLOB NOT NULL, enrolled_at TEXT NOT NULL);
+CREATE INDEX scans_patient ON scans(patient_id);
+CREATE TABLE failures (
+    digest TEXT PRIMARY KEY, source TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
+    at TEXT NOT NULL);
+"""
+
+
+def default_path() -> Path:
+    """``$CTFACE_GALLERY``, else ``$XDG_DATA_HOME/ctface/gallery.db`` (~/.local/share)."""
+    if os.environ.get("CTFACE_GALLERY"):
+        return Path(os.environ["CTFACE_GALLERY"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ctface" / "gallery.db"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class StoredScan:
+    scan_key: int
+    patient_id: str
+    record: ScanRecord
+    model_version: str
+    enrolled_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "scan_key": self.scan_key, "patient_id": self.patient_id, "digest": r.digest,
+            "source": r.source, "series_uid": r.series_uid, "study_uid": r.study_uid,
+            "dicom_patient_id": r.dicom_patient_id, "acquisition": r.acquisition,
+            "quality": r.quality, "model_version": self.model_version,
+            "enrolled_at": self.enrolled_at,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GalleryTemplates:
+    """All templates of a gallery, row-aligned: what identification searches."""
+
+    vectors: np.ndarray  # (N, D) float32 unit vectors
+    patient_ids: list[str]
+    scan_keys: np.ndarray  # (N,) int64
+    revision: str  # changes with every change of the gallery (index caches key on it)
+
+
+class Gallery:
+    """One gallery database file. Use as a context manager, or call ``close``."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        self.path = path
+        if not path.exists():
+            if not create:
+                raise MissingDataError(
+                    f"no gallery at {path}: enroll scans first (`ctface enroll ... --db {path}`)"
+                )
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"cannot create the gallery folder {path.parent}: {e}") from e
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA synchronous = FULL")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as e:
+            raise GalleryError(f"{path} is not a ctface gallery database ({e})") from e
+        if tables and "meta" not in tables:
+            raise GalleryError(f"{path} is an SQLite file but not a ctface gallery")
+        if not tables:
+            with self.transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._set("schema", SCHEMA_VERSION)
+                self._set("revision", "0")
+                self._set("created_at", _now())
+        elif self._get("schema") != SCHEMA_VERSION:
+            raise GalleryError(
+                f"{path} has gallery schema {self._get('schema')}, this ctface reads "
+                f"{SCHEMA_VERSION}"
+            )
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes inside commit together, or not at all (exception, crash, kill). SQLite
+        failures (locked, read-only, disk full) become one-line errors."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise OutputError(f"cannot write the gallery {self.path}: {e}") from e
+
+    def _get(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _bump(self) -> None:
+        self._set("revision", str(int(self._get("revision") or 0) + 1))
+        self._set("stamp", secrets.token_hex(8))  # names the caches of this exact content
+
+    @property
+    def model_version(self) -> str | None:
+        """The model every template was made with (None while the gallery is empty)."""
+        return self._get("model_version")
+
+    @property
+    def revision(self) -> int:
+        return int(self._get("revision") or 0)
+
+    def check_model(self, version: str) -> None:
+        """GalleryError unless the gallery's templates come from model ``version``."""
+        own = self.model_version
+        if own is not None and own != version:
+            raise GalleryError(
+                f"the gallery {self.path} holds templates of model {own}; this model is "
+                f"{version}. Use the model it was enrolled with (--weights), or re-enroll "
+                "its scans into a new gallery"
+            )
+
+    # -- enrollment ------------------------------------------------------------------------
+    def find_digest(self, digest: str) -> str | None:
+        """The patient a scan with this content digest is enrolled under, if any."""
+        row = self._db.execute("SELECT patient_id FROM scans WHERE digest = ?", (digest,))
+        hit = row.fetchone()
+        return None if hit is None else str(hit[0])
+
+    def failure(self, digest: str) -> tuple[str, str] | None:
+        row = self._db.execute("SELECT code, reason FROM failures WHERE digest = ?", (digest,))
+        hit = row.fetchone()
+        return None if hit is None else (str(hit[0]), str(hit[1]))
+
+    def add_scan(
+        self, patient_id: str, record: ScanRecord, template: np.ndarray, model_version: str
+    ) -> int:
+        """Enroll one scan under ``patient_id`` (created if new); one transaction."""
+        if not patient_id.strip():
+            raise GalleryError("the patient ID is empty")
+        vec = np.asarray(template, dtype="<f4")
+        with self.transaction() as db:
+            self.check_model(model_version)
+            if self.model_version is None:
+                self._set("model_version", model_version)
+                self._set("dimension", str(vec.size))
+            elif int(self._get("dimension") or vec.size) != vec.size:
+                raise GalleryError(
+                    f"template has {vec.size} numbers, the gallery's have {self._get('dimension')}"
+                )
+            db.execute("INSERT OR IGNORE INTO patients VALUES (?, ?)", (patient_id, _now()))
+            cur = db.execute(
+                "INSERT INTO scans (patient_id, digest, source, series_uid, study_uid, "
+                "dicom_patient_id, acquisition, quality, model_version, template, enrolled_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (patient_id, record.digest, record.source, record.series_uid, record.study_uid,
+                 record.dicom_patient_id, json.dumps(record.acquisition),
+                 json.dumps(record.quality), model_version, vec.tobytes(), _now()),
+            )  # fmt: skip
+            db.execute("DELETE FROM failures WHERE digest = ?", (record.digest,))
+            self._bump()
+        return int(cur.lastrowid or 0)
+
+    def add_failure(self, digest: str, source: str, code: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
+                (digest, source, code, reason, _now()),
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+    def templates(self, cache: bool = False) -> GalleryTemplates:
+        """All templates, by scan key. ``cache``: also keep them in a ``.npz`` beside the
+        database, named by the gallery revision, and read that when it is current (reading a
+        million rows from SQLite takes seconds, the cache a fraction of one)."""
+        self._db.execute("BEGIN")  # one read snapshot: the stamp and the rows agree
+        try:
+            stamp = f"{self.revision}-{self._get('stamp') or 'new'}"
+            cached = self.path.with_name(f"{self.path.name}.r{stamp}.npz")
+            if cache and cached.is_file():
+                with np.load(cached) as z:
+                    ids = z["patient_ids"].tolist()
+                    return GalleryTemplates(z["vectors"], ids, z["scan_keys"], stamp)
+            rows = self._db.execute(
+                "SELECT scan_key, patient_id, template FROM scans ORDER BY scan_key"
+            ).fetchall()
+        finally:
+            self._db.execute("COMMIT")
+        dim = int(self._get("dimension") or 0)
+        vec = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
+        keys = np.array([r[0] for r in rows], dtype=np.int64)
+        out = GalleryTemplates(vec.astype(np.float32), [r[1] for r in rows], keys, stamp)
+        if cache and len(rows) >= CACHE_MIN:
+            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp.npz")
+            with contextlib.suppress(OSError):  # a read-only folder: read the rows next time
+                for old in self.path.parent.glob(f"{self.path.name}.r*.npz"):
+                    old.unlink(missing_ok=True)
+                np.savez(tmp, vectors=out.vectors, patient_ids=np.array(out.patient_ids),
+                         scan_keys=keys)  # fmt: skip
+                tmp.replace(cached)
+        return out
+
+    def scans(
+        self, patient_id: str | None = None, scan_keys: list[int] | None = None
+    ) -> list[StoredScan]:
+        """Stored scans (all, one patient's, or the given keys), by patient and key."""
+        sql = (
+            "SELECT scan_key, patient_id, digest, source, series_uid, study_uid, "
+            "dicom_patient_id, acquisition, quality, model_version, enrolled_at FROM scans"
+        )
+        args: tuple[Any, ...] = ()
+        if patient_id is not None:
+            sql, args = sql + " WHERE patient_id = ?", (patient_id,)
+        elif scan_keys is not None:
+            marks = ", ".join("?" * len(scan_keys))
+            sql, args = sql + f" WHERE scan_key IN ({marks})", tuple(scan_keys)
+        out = []
+        for r in self._db.execute(sql + " ORDER BY patient_id, scan_key", args):
+            rec = ScanRecord(r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), json.loads(r[8]))
+            out.append(StoredScan(int(r[0]), str(r[1]), rec, str(r[9]), str(r[10])))
+        return out
+
+    def patients(self) -> list[tuple[str, int]]:
+        """(patient ID, number of scans), sorted by ID."""
+        rows = self._db.execute(
+            "SELECT p.patient_id, COUNT(s.scan_key) FROM patients p LEFT JOIN scans s "
+            "ON s.patient_id = p.patient_id GROUP BY p.patient_id ORDER BY p.patient_id"
+        )
+        return [(str(a), int(b)) for a, b in rows]
+
+    def failures(self) -> list[dict[str, str]]:
+        rows = self._db.execute("SELECT digest, source, code, reason, at FROM failures")
+        return [dict(zip(("digest", "source", "code", "reason", "at"), r, strict=True))
+                for r in rows]  # fmt: skip
+
+    # -- removal ---------------------------------------------------------------------------
+    def remove_patient(self, patient_id: str) -> int:
+        """Remove a patient and all their scans; returns the number of scans removed."""
+        with self.transaction() as db:
+            n = db.execute("SELECT COUNT(*) FROM scans WHERE patient_id = ?", (patient_id,))
+            count = int(n.fetchone()[0])
+            if db.execute("DELETE FROM patients WHERE patient_id = ?", (patient_id,)).rowcount == 0:
+                raise GalleryError(f"no patient {patient_id!r} in {self.path}")
+            self._bump()
+        return count
+
+    def remove_scan(self, scan_key: int) -> str:
+        """Remove one scan (and its patient when it was the last); returns the patient ID."""
+        with self.transaction() as db:
+            row = db.execute("SELECT patient_id FROM scans WHERE scan_key = ?", (scan_key,))
+            hit = row.fetchone()
+            if hit is None:
+                raise GalleryError(f"no scan {scan_key} in {self.path}")
+            db.execute("DELETE FROM scans WHERE scan_key = ?", (scan_key,))
+            db.execute(
+                "DELETE FROM patients WHERE patient_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM scans WHERE patient_id = ?)",
+                (hit[0], hit[0]),
+            )
+            self._bump()
+        return str(hit[0])
+
+    def stats(self) -> dict[str, Any]:
+        counts = [n for _, n in self.patients()]
+        (failed,) = self._db.execute("SELECT COUNT(*) FROM failures").fetchone()
+        ok = self._db.execute("PRAGMA integrity_check").fetchone()[0]
+        return {
+            "path": str(self.path),
+            "patients": len(counts),
+            "scans": int(sum(counts)),
+            "scans_per_patient": {"min": min(counts, default=0), "max": max(counts, default=0)},
+            "failures_to_acquire": int(failed),
+            "model_version": self.model_version,
+            "revision": self.revision,
+            "created_at": self._get("created_at"),
+            "size_bytes": self.path.stat().st_size,
+            "integrity": ok,
+        }
