@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,27 @@ def make_cohort(out: Path, **kw: object) -> list[dict[str, object]]:
     args: dict[str, object] = {"subjects": 1, "scans_min": 1, "scans_max": 1, "nuisance": FAST}
     args.update(kw)
     return generate_cohort(CohortSpec(face_model=str(FACE_MODEL), **args), out)  # type: ignore[arg-type]
+
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run the ``ctface`` CLI in this process (no Python start, torch import or model load per
+    command): ``cli("identify", path, "--json")`` -> returncode, stdout, stderr."""
+    from ctface.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

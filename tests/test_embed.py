@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import needs_face_model
+from conftest import Cli, needs_face_model
 
 from ctface.embed.dataset import ImageSet, face_images
 from ctface.embed.examples import DepthExample, true_face_mask
@@ -147,17 +145,12 @@ def test_tiny_training_reduces_loss_and_separates_identities(
     assert roc_auc(own, impostor) > 0.75  # measured 0.84-0.90
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "ctface", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-
-
-def test_cli_train_chain_on_tiny_data(tmp_path: Path) -> None:
+def test_cli_train_chain_on_tiny_data(tmp_path: Path, cli: Cli) -> None:
     """faces -> pretrain -> segmenter -> finetune through the CLI, on 16 tiny identities; the
     written model loads and embeds (whether it is any good is the benchmark's business)."""
     needs_face_model()
     faces, ct = tmp_path / "faces", tmp_path / "ct"
-    r = _cli("train", "faces", "--cache", str(faces), "--count", "16", "--instances", "1",
+    r = cli("train", "faces", "--cache", str(faces), "--count", "16", "--instances", "1",
              "--views", "3", "--jobs", "1", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert len(list(faces.glob("face_*.npz"))) == 16
@@ -169,16 +162,16 @@ def test_cli_train_chain_on_tiny_data(tmp_path: Path) -> None:
             ct / f"ct_0_{n:05d}_00.npz"
         )
     pre, seg, model = tmp_path / "pre.pt", tmp_path / "seg.pt", tmp_path / "model.pt"
-    r = _cli("train", "pretrain", "--faces", str(faces), "--iterations", "2", "--work",
+    r = cli("train", "pretrain", "--faces", str(faces), "--iterations", "2", "--work",
              str(tmp_path / "w"), "--out", str(pre), "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["images"] == 48
-    r = _cli("train", "segmenter", "--ct", str(ct), "--validation", str(ct), "--iterations", "3",
+    r = cli("train", "segmenter", "--ct", str(ct), "--validation", str(ct), "--iterations", "3",
              "--work", str(tmp_path / "w"), "--out", str(seg), "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert 0.0 <= json.loads(r.stdout)["iou"] <= 1.0
     work = str(tmp_path / "w")
-    r = _cli("train", "finetune", "--ct", str(ct), "--segmenter", str(seg), "--init", str(pre),
+    r = cli("train", "finetune", "--ct", str(ct), "--segmenter", str(seg), "--init", str(pre),
              "--iterations", "2", "--work", work, "--out", str(model), "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     from ctface.embed.embedder import FaceEmbedder
@@ -190,10 +183,10 @@ def test_cli_train_chain_on_tiny_data(tmp_path: Path) -> None:
     # a pretrained file is not a model; a missing one is a clear error (exit 3)
     with pytest.raises(MissingDataError, match="fine-tune"):
         FaceEmbedder.load(pre)
-    r = _cli("train", "finetune", "--ct", str(ct), "--segmenter", str(tmp_path / "none.pt"),
+    r = cli("train", "finetune", "--ct", str(ct), "--segmenter", str(tmp_path / "none.pt"),
              "--out", str(tmp_path / "x.pt"))  # fmt: skip
     assert r.returncode == 3 and "face separation weights" in r.stderr
-    r = _cli(
+    r = cli(
         "train", "pretrain", "--faces", str(tmp_path / "empty"), "--out", str(tmp_path / "y.pt")
     )
     assert r.returncode == 4 and "no training examples" in r.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Cli
 
 from ctface.errors import FailureToAcquire, GalleryError, InvalidInputError, MissingDataError
 from ctface.gallery import Calibration, Gallery, ScanRecord, TemplateIndex, calibrate, verify
@@ -145,19 +146,6 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in this process (no Python start, torch import or model load per command)."""
-    from ctface.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else int(e.code is not None)
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -172,19 +160,17 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_enroll_identify_verify_round_trip(
-    cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_enroll_identify_verify_round_trip(cohort: Path, tmp_path: Path, cli: Cli) -> None:
     """Two people enrolled from their DICOM tags; a rescan is identified, a third person is
     "not in gallery", two scans of one person verify as the same (through load_ct, landmarks
     and render, with the shipped model); resume skips done scans; export and embed agree."""
     db = ["--db", str(tmp_path / "g.db")]
-    r = _run(capsys, "enroll", str(cohort / "S0001"), str(cohort / "S0002"), "--from-dicom-tags",
+    r = cli("enroll", str(cohort / "S0001"), str(cohort / "S0002"), "--from-dicom-tags",
              "--json", *db)  # fmt: skip
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["enrolled"] == 2 and {s["patient_id"] for s in out["scans"]} == {"S0001", "S0002"}
-    r = _run(capsys, "enroll", str(cohort / "S0001"), "--from-dicom-tags", "--json", *db)
+    r = cli("enroll", str(cohort / "S0001"), "--from-dicom-tags", "--json", *db)
     assert json.loads(r.stdout)["already-enrolled"] == 1, r.stderr  # resumed: nothing redone
 
     # one real process: the entry point as users run it
@@ -196,7 +182,7 @@ def test_enroll_identify_verify_round_trip(
     assert out["decision"]["fmr"] == 0.01 and out["decision"]["threshold"] < 1.0
 
     stranger = cohort / "S0003" / "S0003_01.nii.gz"
-    r = _run(capsys, "identify", str(stranger), "--json", "--top-k", "1", "--html",
+    r = cli("identify", str(stranger), "--json", "--top-k", "1", "--html",
              str(tmp_path / "p.html"), *db)  # fmt: skip
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -204,12 +190,12 @@ def test_enroll_identify_verify_round_trip(
     assert out["decision"]["fmr"] == 1e-3 and len(out["candidates"]) == 1
     assert (tmp_path / "p.html").read_text().count("data:image/png") == 2
 
-    r = _run(capsys, "verify", str(stranger), str(cohort / "S0003" / "S0003_02.nii.gz"), "--json")
+    r = cli("verify", str(stranger), str(cohort / "S0003" / "S0003_02.nii.gz"), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["decision"]["same_person"] and out["score"] > out["decision"]["threshold"]
 
-    r = _run(capsys, "gallery", "export", "--out", str(tmp_path / "e.json"), *db)
+    r = cli("gallery", "export", "--out", str(tmp_path / "e.json"), *db)
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "e.json").read_text())
     assert data["patients"] == ["S0001", "S0002"] and len(data["scans"][0]["template"]) == 128
@@ -218,12 +204,12 @@ def test_enroll_identify_verify_round_trip(
                for s in data["scans"])  # fmt: skip
     # `ctface embed` gives the very template that enrollment stored
     first = data["scans"][0]
-    r = _run(capsys, "embed", first["source"], "--series-uid", first["series_uid"], "--json")
+    r = cli("embed", first["source"], "--series-uid", first["series_uid"], "--json")
     assert r.returncode == 0, r.stderr
     assert float(np.dot(json.loads(r.stdout)["template"], first["template"])) > 0.999
-    r = _run(capsys, "embed", str(tmp_path / "nothing"), "--json")
+    r = cli("embed", str(tmp_path / "nothing"), "--json")
     assert r.returncode == 4
-    r = _run(capsys, "gallery", "remove", "--patient", "S0002", "--json", *db)
+    r = cli("gallery", "remove", "--patient", "S0002", "--json", *db)
     assert r.returncode == 0 and json.loads(r.stdout)["scans"] == 1
 
     from ctface.cli.demo import _blank_patient_id
@@ -273,7 +259,7 @@ def test_enroll_statuses_and_conflicts(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_bad_inputs_leave_the_gallery_unchanged(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ctface.embed.embedder import FaceEmbedder
 
@@ -282,7 +268,7 @@ def test_bad_inputs_leave_the_gallery_unchanged(
     r = _cli("enroll", str(tmp_path / "missing"), "--patient-id", "X", env=env)
     assert r.returncode == 4 and not db.exists()  # no empty database left behind
     monkeypatch.setenv("CTFACE_GALLERY", str(db))  # the default database, as the CLI's above
-    r = _run(capsys, "identify", str(tmp_path / "missing"))
+    r = cli("identify", str(tmp_path / "missing"))
     assert r.returncode == 3 and "enroll scans first" in r.stderr
     with Gallery(db, create=True) as g:
         g.add_scan("A", _record(0), _unit(np.random.default_rng(0), 1, 128)[0],
@@ -291,25 +277,25 @@ def test_bad_inputs_leave_the_gallery_unchanged(
                    FaceEmbedder.load().version)  # fmt: skip
         g.remove_patient("B")
         g.remove_patient("A")
-    r = _run(capsys, "identify", str(tmp_path / "missing"))
+    r = cli("identify", str(tmp_path / "missing"))
     assert r.returncode == 7 and "is empty" in r.stderr
     with Gallery(db) as g:
         g.add_scan("A", _record(0), _unit(np.random.default_rng(0), 1, 128)[0],
                    FaceEmbedder.load().version)  # fmt: skip
     before = _digest(db)
     (tmp_path / "notes.txt").write_text("not a CT")
-    r = _run(capsys, "enroll", str(tmp_path / "notes.txt"), "--patient-id", "B")
+    r = cli("enroll", str(tmp_path / "notes.txt"), "--patient-id", "B")
     assert r.returncode == 4 and "not a DICOM" in r.stderr and _digest(db) == before
-    r = _run(capsys, "enroll", "x")
+    r = cli("enroll", "x")
     assert r.returncode == 4 and "--patient-id" in r.stderr
-    r = _run(capsys, "gallery", "remove", "--patient", "X[/]")  # not read as markup
+    r = cli("gallery", "remove", "--patient", "X[/]")  # not read as markup
     assert r.returncode == 7 and "no patient 'X[/]'" in r.stderr
     with sqlite3.connect(db) as c:  # as if enrolled with another model
         c.execute("UPDATE meta SET value = '0000000000000000' WHERE key = 'model_version'")
     before = _digest(db)
-    r = _run(capsys, "identify", str(tmp_path / "notes.txt"))
+    r = cli("identify", str(tmp_path / "notes.txt"))
     assert r.returncode == 7 and "model 0000000000000000" in r.stderr
-    r = _run(capsys, "enroll", str(tmp_path / "notes.txt"), "--patient-id", "C")
+    r = cli("enroll", str(tmp_path / "notes.txt"), "--patient-id", "C")
     assert r.returncode == 7 and _digest(db) == before
 
 

@@ -117,7 +117,7 @@ def _hu_sphere(volume: np.ndarray, affine_ras: np.ndarray, ras: np.ndarray, r: f
     return ndimage.map_coordinates(volume.astype(np.float32), ijk.T, order=1, mode="nearest")
 
 
-@pytest.mark.parametrize("thickness", [1.0, 3.0])
+@pytest.mark.parametrize("thickness", [pytest.param(1.0, marks=pytest.mark.slow), 3.0])
 def test_landmarks_lie_on_skin(thickness: float) -> None:
     needs_face_model()
     model = load_face_model(FACE_MODEL)

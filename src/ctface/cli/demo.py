@@ -116,8 +116,9 @@ def demo(
     enrolled = sum(o.status == "enrolled" for o in outcomes)
     out_console.print(
         f"gallery {db}: {enrolled} scans of {len(set(templates.patient_ids))} patients "
-        f"enrolled ({len(outcomes) - enrolled} failed to acquire)"
-    )
+        f"enrolled ({len(outcomes) - enrolled} failed to acquire)",
+        markup=False, soft_wrap=True,
+    )  # fmt: skip
 
     index = TemplateIndex(templates)
     probes = [
