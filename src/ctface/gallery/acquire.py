@@ -76,7 +76,10 @@ def acquire(
         raise
     except NoFaceError as e:
         raise FailureToAcquire("no-face", str(e)) from e
-    digest = source_digest(volume.metadata.get("files") or [volume.metadata["source"]])
+    if isinstance(source, ArchiveScan):
+        digest = source.digest  # already read by the enrollment's resume check
+    else:
+        digest = source_digest(volume.metadata.get("files") or [volume.metadata["source"]])
     t2 = time.perf_counter()
     missing = [p for p in REQUIRED_PARTS if p in rendering.face_region["missing"]]
     if missing:

@@ -20,7 +20,7 @@ from ctface.embed.embedder import FaceEmbedder
 from ctface.errors import CtfaceError, FailureToAcquire, InvalidInputError, NoFaceError
 from ctface.gallery.acquire import Acquisition, acquire
 from ctface.gallery.store import Gallery
-from ctface.ingest.archive import ArchiveScan, source_digest
+from ctface.ingest.archive import ArchiveScan
 from ctface.jobs import map_jobs
 
 Source = str | Path | ArchiveScan
@@ -126,7 +126,7 @@ def enroll(
     todo: list[tuple[int, Source, str, str | None]] = []
     for n, (src, pid) in enumerate(items):
         try:
-            digest = source_digest(src.series.paths) if isinstance(src, ArchiveScan) else None
+            digest = src.digest if isinstance(src, ArchiveScan) else None
         except OSError as e:
             outcomes[n] = Outcome(label(src), pid, "failed", code="unreadable", reason=str(e))
             if on_outcome:

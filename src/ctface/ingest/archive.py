@@ -15,6 +15,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ctface.errors import InvalidInputError
@@ -38,6 +39,11 @@ class ArchiveScan:
     @property
     def label(self) -> str:
         return f"{self.patient_id}/{self.series.uid}"
+
+    @cached_property
+    def digest(self) -> str:
+        """``source_digest`` of the series' files (computed once: it reads every file)."""
+        return source_digest(self.series.paths)
 
 
 def list_archive(folder: Path) -> tuple[list[ArchiveScan], list[tuple[str, str]]]:
