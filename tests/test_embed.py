@@ -201,6 +201,14 @@ def test_shipped_model_card_and_size() -> None:
         assert needed in card
     model = FaceEmbedder.load()
     assert model.config.name == "default" and len(model.version) == 16
+    from ctface.embed.embedder import load_network
+    from ctface.evaluate.methods import PRETRAINED
+
+    assert PRETRAINED.stat().st_size <= 20 * 2**20 and "pretrained.pt" in card
+    cfg, weights = load_network(PRETRAINED)  # the evaluation's transfer-learning start
+    assert cfg == model.config and weights.keys() == model.net.state_dict().keys()
+    with pytest.raises(MissingDataError, match="fine-tune"):
+        FaceEmbedder.load(PRETRAINED)
 
 
 def test_missing_or_bad_weights_are_clear_errors(tmp_path: Path) -> None:

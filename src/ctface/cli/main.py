@@ -35,7 +35,7 @@ def _root(
 
 
 def _register() -> None:
-    from ctface.cli import demo, embed, gallery, landmarks, phantom, render, train  # noqa: F401
+    from ctface.cli import demo, embed, evaluate, gallery, landmarks, phantom, render, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,13 +14,19 @@ from ctface.embed.examples import DepthExample
 from ctface.embed.images import adjust, to_input
 from ctface.embed.segment import FaceSegmenter, face_masks
 
+STAGES = ("projected", "segmented", "final")  # the paper's data stages (Table II)
 
-def face_images(depth_mm: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+
+def face_images(depth_mm: np.ndarray, mask: np.ndarray | None, adjusted: bool = True) -> np.ndarray:
     """(V, S, S) depth mm and face mask -> (V, S, S) uint8: the paper's adjustment of the face
-    pixels only (0 elsewhere). ``mask`` None: the images hold nothing but the face already."""
+    pixels only (0 elsewhere). ``mask`` None: the images hold nothing but the face already.
+    ``adjusted`` False: metric depth instead, 1 grey level per mm above the reference plane
+    (1..255; the paper's "projected" and "segmented" stages, before adjustment)."""
     d = depth_mm.astype(np.float32)
     if mask is not None:
         d = np.where(mask, d, np.nan)
+    if not adjusted:
+        return np.where(np.isfinite(d), np.clip(np.rint(d), 1, 255), 0).astype(np.uint8)
     return np.rint(adjust(d) * 255).astype(np.uint8)
 
 
@@ -52,15 +58,33 @@ class ImageSet:
         ).astype(np.uint8)
         return ImageSet(out, self.subject, self.scan, self.subject_ids, self.scan_ids)
 
+    def subset(self, scans: np.ndarray) -> ImageSet:
+        """The images of scans ``scans`` (indices into ``scan_ids``, in that order), with
+        subjects and scans renumbered from 0."""
+        order = np.concatenate([np.flatnonzero(self.scan == s) for s in scans])
+        subj_old = self.subject[order]
+        kept, subj = np.unique(subj_old, return_inverse=True)
+        scan_new = np.empty(len(self.scan_ids), int)
+        scan_new[scans] = np.arange(len(scans))
+        return ImageSet(self.images[order], subj, scan_new[self.scan[order]],
+                        [self.subject_ids[i] for i in kept],
+                        [self.scan_ids[i] for i in scans])  # fmt: skip
+
 
 def image_set(
     paths: Sequence[Path],
     segmenter: FaceSegmenter | None = None,
     true_mask: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    stage: str = "final",
 ) -> ImageSet:
-    """Load cached examples. CT examples are face-separated by ``segmenter`` (or, with
-    ``true_mask``, by their true mask); synthetic faces (no mask) are used as they are."""
+    """Load cached examples, face-separated by ``segmenter`` (or, with ``true_mask``, by their
+    true mask where they have one); without either, used as they are (synthetic faces hold
+    nothing but the face).
+    ``stage`` (``STAGES``): "final" (separated and adjusted), "segmented" (separated, metric
+    depth) or "projected" (the whole depth image, metric depth)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     images, subj, scans = [], [], []
     subject_index: dict[str, int] = {}
     scan_ids: list[str] = []
@@ -68,12 +92,12 @@ def image_set(
         ex = DepthExample.load(path)
         depth = ex.depth_mm.astype(np.float32)
         mask = None
-        if ex.face_mask is not None:
-            if true_mask:
+        if stage != "projected":
+            if true_mask and ex.face_mask is not None:
                 mask = ex.face_mask
             elif segmenter is not None:
                 mask = face_masks(segmenter, depth)
-        images.append(face_images(depth, mask))
+        images.append(face_images(depth, mask, adjusted=stage == "final"))
         s = subject_index.setdefault(ex.subject_id, len(subject_index))
         subj.append(np.full(len(depth), s))
         scans.append(np.full(len(depth), len(scan_ids)))

@@ -74,7 +74,7 @@ class FaceEmbedder:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> FaceEmbedder:
-        p = Path(path) if path is not None else WEIGHTS
+        p = Path(path) if path else WEIGHTS  # None or "": the shipped model
         if not p.is_file():
             raise MissingDataError(
                 f"recognition model weights not found: {p} (reinstall ctface, or train them "

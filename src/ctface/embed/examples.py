@@ -3,9 +3,9 @@ depth images at ``CACHE_SIZE`` px with its subject and, where known, its true fa
 
 CT examples come from phantoms made in memory (``phantom_example``: the same draws as
 ``ctface phantom`` with that seed, through ``load_ct``'s head crop and canonical resampling, and
-``render_face``), with the face frame from the true landmarks plus a detection error, or from a
-cohort folder through the whole pipeline (``scan_example``: load_ct, detected landmarks,
-render). The true face mask of a phantom view is where the rendered CT surface lies within
+``render_face``), with the face frame from the true landmarks plus a detection error (a cohort
+folder read through the whole pipeline is ``evaluate.cohort``). The true face mask of a
+phantom view is where the rendered CT surface lies within
 ``MASK_TOLERANCE_MM`` (10 mm) of the face model's face and eyes rendered with the same camera:
 the neck, the headrest and devices that stand off the face (endotracheal tube) are outside it.
 An RT immobilization mask over the face is kept: it lies 2-5 mm off the skin (up to ~10 mm over
@@ -137,16 +137,6 @@ def remask(path: Path, nuisance: NuisanceConfig, tolerance_mm: float = MASK_TOLE
     DepthExample(
         ex.scan_id, ex.subject_id, ex.depth_mm, true_face_mask(ct, face_depth, tolerance_mm)
     ).save(path)
-
-
-def scan_example(path: Path, scan_id: str, subject_id: str) -> DepthExample:
-    """A CT file or folder through the whole pipeline: ``load_ct``, landmarks (auto), render."""
-    from ctface.ingest import load_ct
-
-    rendering = render_face(load_ct(path), size=RENDER_SIZE)
-    return DepthExample(
-        scan_id, subject_id, pool_depth(rendering.depth_mm).astype(np.float16), None
-    )
 
 
 def _prepare_one(cache: Path, seed: int, job: ScanJob, nuisance: NuisanceConfig) -> Path:

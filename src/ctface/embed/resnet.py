@@ -22,7 +22,8 @@ class EmbedConfig:
     from the 128 px cache to ``resize`` and, in training, randomly cropped to ``input_size``
     (centre crop at test time). ``loss``: "triplet" (batch-hard, margin ``margin`` on the
     squared distance of unit vectors) or "triplet+cosface" (plus CosFace with scale 30 and
-    margin ``cosface_margin`` over the training identities)."""
+    margin ``cosface_margin`` over the training identities). ``group_shuffle`` False: the
+    paper's ablation without grouping (subgroups of consecutive images, i.e. of one scan)."""
 
     name: str
     block: str  # "basic" | "bottleneck"
@@ -37,6 +38,7 @@ class EmbedConfig:
     cosface_margin: float = 0.35
     group_e: int = 15
     group_l: int = 18
+    group_shuffle: bool = True
     lr: float = 1e-3
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -69,9 +69,48 @@ def embed_images(
 
 
 class _Trainee(nn.Module):
-    def __init__(self, net: ResNetEmbedder, head: CosFace | None) -> None:
+    def __init__(self, net: nn.Module, head: CosFace | None) -> None:
         super().__init__()
         self.net, self.head = net, head
+
+
+def train_metric(
+    net: nn.Module,
+    inputs: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
+    labels: np.ndarray,
+    cfg: EmbedConfig,
+    settings: TrainConfig,
+    checkpoint: Path,
+    stage_id: int = 3,
+    progress: Callable[[int, float], None] | None = None,
+    scans: np.ndarray | None = None,
+) -> list[float]:
+    """Metric learning of any embedding network ``net``: group sampling (``cfg.group_e`` x
+    ``cfg.group_l``, ``cfg.group_shuffle``) over ``labels`` (subject per item, 0..n-1),
+    batch-hard triplet loss (+ CosFace as ``cfg.loss`` says), ``train_loop``. ``inputs(idx,
+    rng)`` makes the network input of items ``idx`` (augmented with ``rng``); ``scans`` (scan
+    per item) bounds the subgroups without grouping. L is capped at the number of subjects (a
+    small training fold)."""
+    head = None
+    if "cosface" in cfg.loss:
+        n_ids = int(labels.max()) + 1
+        head = CosFace(cfg.embedding_dim, n_ids, margin=cfg.cosface_margin)
+    rng0 = np.random.default_rng(0)
+    n_subjects = int((np.bincount(labels) >= 2).sum())
+    l_ = min(cfg.group_l, n_subjects)
+    sampler = GroupSampler(labels, cfg.group_e, l_, rng0, cfg.group_shuffle, scans)
+
+    def batch_loss(it: int, rng: np.random.Generator) -> torch.Tensor:
+        sampler.rng = rng
+        idx = sampler.batch()
+        target = torch.from_numpy(labels[idx]).long()
+        emb = net(inputs(idx, rng))
+        loss = batch_hard_triplet(emb, target, cfg.margin)
+        if head is not None:
+            loss = loss + head(emb, target)
+        return loss
+
+    return train_loop(_Trainee(net, head), batch_loss, settings, stage_id, checkpoint, progress)
 
 
 def train_embedding(
@@ -90,23 +129,10 @@ def train_embedding(
     net = ResNetEmbedder(cfg)
     if init is not None:
         net.load_state_dict(init)
-    head = None
-    if "cosface" in cfg.loss:
-        head = CosFace(cfg.embedding_dim, len(data.subject_ids), margin=cfg.cosface_margin)
-    trainee = _Trainee(net, head)
     small = data.resized(cfg.resize) if cfg.resize <= data.images.shape[-1] else data
-    sampler = GroupSampler(data.subject, cfg.group_e, cfg.group_l, np.random.default_rng(0))
-
-    def batch_loss(it: int, rng: np.random.Generator) -> torch.Tensor:
-        sampler.rng = rng
-        idx = sampler.batch()
-        labels = torch.from_numpy(data.subject[idx]).long()
-        emb = net(batch_images(small, idx, cfg, rng))
-        loss = batch_hard_triplet(emb, labels, cfg.margin)
-        if head is not None:
-            loss = loss + head(emb, labels)
-        return loss
-
     stage_id = {"pretrain": 1, "finetune": 2}.get(stage, 3)
-    losses = train_loop(trainee, batch_loss, settings, stage_id, work / f"{stage}.ckpt", progress)
+    losses = train_metric(
+        net, lambda idx, rng: batch_images(small, idx, cfg, rng), data.subject, cfg, settings,
+        work / f"{stage}.ckpt", stage_id, progress, data.scan,
+    )  # fmt: skip
     return net, losses

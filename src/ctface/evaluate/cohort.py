@@ -1,10 +1,12 @@
 """A phantom cohort (``ctface phantom``) read back through the whole pipeline, cached.
 
 Each scan of ``manifest.csv`` is read with ``load_ct`` as a user's file, its face found and
-rendered (``embed.examples.scan_example``: 90 views pooled to 128 px) and cached as
+rendered (90 views pooled to 128 px, ``embed.examples.DepthExample``) and cached as
 ``CACHE/<scan_id>.npz``; a scan the pipeline refuses is a failure to acquire, recorded with
-its reason and left out. The cache does not depend on the recognition model, so a new model
-is evaluated or calibrated on it in seconds.
+its reason and left out. With ``volumes`` the scan's normalized CT cubes for the 3D-CNN
+baselines are cached beside it (``CACHE/<scan_id>.vol.npz``, ``evaluate.volumes``), in the
+same pass and the same face frame. The cache does not depend on the recognition model, so a
+new model is evaluated or calibrated on it in seconds.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctface.embed.examples import DepthExample, scan_example
+import numpy as np
+
+from ctface.embed.examples import DepthExample
+from ctface.embed.images import RENDER_SIZE, pool_depth
 from ctface.errors import CtfaceError, InvalidInputError
+from ctface.evaluate.volumes import ScanVolumes, face_volume, head_volume
 from ctface.jobs import map_jobs
 
 
@@ -25,6 +31,11 @@ class CohortScans:
     examples: list[DepthExample]  # in manifest order, failures left out
     failures: dict[str, str]  # scan_id -> reason
     seconds: list[float]  # pipeline seconds of the scans prepared in this call
+    rows: list[dict[str, str]]  # the manifest, every scan (failures included)
+
+    def volumes(self, cache: Path) -> list[ScanVolumes]:
+        """The 3D-CNN inputs of ``examples`` (prepared with ``volumes=True``)."""
+        return [ScanVolumes.load(cache / f"{e.scan_id}.vol.npz") for e in self.examples]
 
 
 def read_manifest(cohort: Path) -> list[dict[str, str]]:
@@ -35,19 +46,41 @@ def read_manifest(cohort: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _one(cohort: Path, cache: Path, row: dict[str, str]) -> tuple[str, str | None, float]:
-    out, fail = cache / f"{row['scan_id']}.npz", cache / f"{row['scan_id']}.failed"
-    if out.exists():
-        return row["scan_id"], None, 0.0
+def _prepare(path: Path, row: dict[str, str], depth: Path | None, vol: Path | None) -> None:
+    from ctface.ingest import load_ct
+    from ctface.landmarks import face_frame
+    from ctface.render.depth import render_face
+
+    ct = load_ct(path)
+    if depth is not None:
+        rendering = render_face(ct, size=RENDER_SIZE)
+        d = pool_depth(rendering.depth_mm).astype(np.float16)
+        DepthExample(row["scan_id"], row["subject_id"], d, None).save(depth)
+        frame = rendering.frame
+    else:
+        frame = face_frame(ct)
+    if vol is not None:
+        sid, subj = row["scan_id"], row["subject_id"]
+        ScanVolumes(sid, subj, face_volume(ct, frame), head_volume(ct)).save(vol)
+
+
+def _one(
+    cohort: Path, cache: Path, row: dict[str, str], volumes: bool
+) -> tuple[str, str | None, float]:
+    sid = row["scan_id"]
+    out, vol, fail = cache / f"{sid}.npz", cache / f"{sid}.vol.npz", cache / f"{sid}.failed"
     if fail.exists():
-        return row["scan_id"], fail.read_text(), 0.0
+        return sid, fail.read_text(), 0.0
+    need_depth, need_vol = not out.exists(), volumes and not vol.exists()
+    if not (need_depth or need_vol):
+        return sid, None, 0.0
     t = time.perf_counter()
     try:
-        scan_example(cohort / row["path"], row["scan_id"], row["subject_id"]).save(out)
+        _prepare(cohort / row["path"], row, out if need_depth else None, vol if need_vol else None)
     except CtfaceError as e:
         fail.write_text(f"{type(e).__name__}: {e}")
-        return row["scan_id"], fail.read_text(), time.perf_counter() - t
-    return row["scan_id"], None, time.perf_counter() - t
+        return sid, fail.read_text(), time.perf_counter() - t
+    return sid, None, time.perf_counter() - t if need_depth else 0.0
 
 
 def prepare_cohort(
@@ -55,6 +88,7 @@ def prepare_cohort(
     cache: Path,
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    volumes: bool = False,
 ) -> CohortScans:
     """Every scan of ``cohort`` through the pipeline (cached in ``cache``; resumable)."""
     rows = read_manifest(cohort)
@@ -66,11 +100,12 @@ def prepare_cohort(
         if progress:
             progress(done[0], len(rows))
 
-    results = map_jobs(_one, [(cohort, cache, r) for r in rows], jobs, tick)
+    results = map_jobs(_one, [(cohort, cache, r, volumes) for r in rows], jobs, tick)
     failures = {s: err for s, err, _ in results if err}
     examples = [
         DepthExample.load(cache / f"{r['scan_id']}.npz")
         for r in rows
         if r["scan_id"] not in failures
     ]
-    return CohortScans(examples, failures, [t for _, err, t in results if not err and t > 0])
+    seconds = [t for _, err, t in results if not err and t > 0]
+    return CohortScans(examples, failures, seconds, rows)

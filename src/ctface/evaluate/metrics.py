@@ -1,6 +1,17 @@
-"""Cross-scan identification and verification (the strict protocol of ``docs/method.md``):
-the gallery holds one scan per subject, every other scan of that subject is a probe, and no
-probe is ever compared with its own scan. Scores are cosine similarities of unit templates."""
+"""Biometric metrics of searches (ISO/IEC 19795-1 terms). Scores are similarities: higher
+means more alike.
+
+A set of searches (``Searches``) is a probe x gallery score matrix with each probe's mate (its
+own subject's gallery column, or -1 for a probe whose subject is not enrolled). From it:
+rank-1 and the CMC (closed set, mated probes), verification over every probe-gallery pair
+(genuine = probe with its mate, impostor = every other pair): ROC AUC, EER, the paper's
+verification accuracy (balanced accuracy at the best threshold on these scores, "VACC"), FNMR at
+a fixed FMR; and, with non-mated probes, FNIR at a fixed FPIR (open set, rank 1).
+
+An operating point at a rate r is "resolved" when the sample can show it: at least 1/r
+impostor comparisons (non-mated searches for FPIR). An unresolved point is still reported (at
+the threshold above every impostor score, i.e. measured FMR 0) and flagged.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +21,12 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from ctface.errors import InvalidInputError
+
+FMR_POINTS = (1e-2, 1e-3, 1e-4)
+FPIR_POINTS = (1e-2, 3e-3)
+CMC_RANKS = 20
+
 
 def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """Area under the ROC curve: P(genuine score > impostor score), ties count half."""
@@ -17,6 +34,159 @@ def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
     ranks = rankdata(scores)
     n_g, n_i = len(genuine), len(impostor)
     return float((ranks[:n_g].sum() - n_g * (n_g + 1) / 2) / (n_g * n_i))
+
+
+def threshold_at_rate(impostor_sorted: np.ndarray, rate: float) -> float:
+    """Lowest threshold that at most ``rate`` of the (ascending) impostor scores reach;
+    a score is accepted when ``score >= threshold``."""
+    n = len(impostor_sorted)
+    allowed = min(int(np.floor(rate * n)), n)  # impostor scores allowed at or above it
+    if allowed >= n:
+        return -np.inf
+    return float(np.nextafter(impostor_sorted[n - allowed - 1], np.inf))
+
+
+def rate_at(sorted_scores: np.ndarray, threshold: float, above: bool) -> float:
+    """Share of ``sorted_scores`` at or above ``threshold`` (``above``), or below it."""
+    k = np.searchsorted(sorted_scores, threshold, side="left")
+    n = len(sorted_scores)
+    return float((n - k) / n if above else k / n)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    rate: float  # the target FMR or FPIR
+    threshold: float
+    measured_rate: float  # FMR / FPIR measured at the threshold
+    error: float  # FNMR / FNIR at the threshold
+    resolved: bool  # the sample has at least 1/rate impostor comparisons (searches)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def fnmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> OperatingPoint:
+    imp = np.sort(impostor)
+    t = threshold_at_rate(imp, fmr)
+    fnmr = rate_at(np.sort(genuine), t, above=False)
+    return OperatingPoint(fmr, t, rate_at(imp, t, above=True), fnmr, len(imp) * fmr >= 1.0)
+
+
+def eer(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """Equal error rate: FMR(t) falls and FNMR(t) rises with the threshold t; the EER is where
+    they cross, linearly interpolated between the two observed thresholds around the crossing."""
+    g, i = np.sort(genuine), np.sort(impostor)
+    t = np.append(np.unique(np.concatenate([g, i])), np.inf)
+    fnmr = np.searchsorted(g, t, side="left") / len(g)
+    fmr = (len(i) - np.searchsorted(i, t, side="left")) / len(i)
+    k = int(np.argmax(fnmr >= fmr))  # first threshold where FNMR has caught up (t = inf at worst)
+    if k == 0:
+        return float((fmr[0] + fnmr[0]) / 2)
+    d1, d2 = fmr[k - 1] - fnmr[k - 1], fmr[k] - fnmr[k]  # > 0, <= 0
+    w = d1 / (d1 - d2)
+    return float(fmr[k - 1] + w * (fmr[k] - fmr[k - 1]))
+
+
+def verification_accuracy(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, float]:
+    """The paper's VACC: the best balanced accuracy over thresholds on these scores (genuine
+    and impostor pairs weigh the same), and that threshold."""
+    t = np.unique(np.concatenate([genuine, impostor]))
+    tp = len(genuine) - np.searchsorted(np.sort(genuine), t, side="left")
+    tn = np.searchsorted(np.sort(impostor), t, side="left")
+    acc = 0.5 * tp / len(genuine) + 0.5 * tn / len(impostor)
+    k = int(np.argmax(acc))
+    return float(acc[k]), float(t[k])
+
+
+def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FMR, 1 - FNMR) at every observed threshold, from the strictest."""
+    g, i = np.sort(genuine), np.sort(impostor)
+    t = np.unique(np.concatenate([g, i]))[::-1]
+    tpr = (len(g) - np.searchsorted(g, t, side="left")) / len(g)
+    fpr = (len(i) - np.searchsorted(i, t, side="left")) / len(i)
+    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
+
+
+@dataclass(frozen=True)
+class Searches:
+    """Probe x gallery similarities. ``mate[p]``: the gallery column of probe p's subject, -1
+    when that subject is not enrolled. Subjects and scans are indices into the cohort."""
+
+    scores: np.ndarray  # (P, G)
+    mate: np.ndarray  # (P,)
+    probe_subject: np.ndarray  # (P,)
+    probe_scan: np.ndarray  # (P,)
+    gallery_subject: np.ndarray  # (G,)
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.scores).all():
+            raise InvalidInputError(
+                "similarity scores are not finite (did the method's training diverge?)"
+            )
+
+    def rows(self, idx: np.ndarray) -> Searches:
+        return Searches(self.scores[idx], self.mate[idx], self.probe_subject[idx],
+                        self.probe_scan[idx], self.gallery_subject)  # fmt: skip
+
+    @property
+    def mated(self) -> np.ndarray:
+        return self.mate >= 0
+
+    def mate_rank(self) -> np.ndarray:
+        """Rank (1 = best) of each mated probe's mate; a tie ranks the mate last among the
+        tied (a constant score identifies nobody)."""
+        m = self.mated
+        own = self.scores[m, self.mate[m]]
+        return (self.scores[m] >= own[:, None]).sum(axis=1)
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Genuine scores (mated probe with its mate) and impostor scores (all other pairs)."""
+        m = self.mated
+        is_mate = np.zeros(self.scores.shape, bool)
+        is_mate[np.flatnonzero(m), self.mate[m]] = True
+        return self.scores[is_mate], self.scores[~is_mate]
+
+
+def fnir_at_fpir(s: Searches, fpir: float) -> OperatingPoint:
+    """Open-set identification at rank 1: the threshold lets at most ``fpir`` of the non-mated
+    searches return a candidate (top score >= threshold); a mated search is a miss unless its
+    mate is ranked first and scores at least the threshold."""
+    top = np.sort(s.scores[~s.mated].max(axis=1))
+    t = threshold_at_rate(top, fpir)
+    m = s.mated
+    own = s.scores[m, s.mate[m]]
+    hit = (s.mate_rank() == 1) & (own >= t)
+    return OperatingPoint(fpir, t, rate_at(top, t, above=True), float(1 - hit.mean()),
+                          len(top) * fpir >= 1.0)  # fmt: skip
+
+
+def cmc(s: Searches, max_rank: int = CMC_RANKS) -> np.ndarray:
+    """Identification rate at ranks 1..max_rank (mated probes)."""
+    r = s.mate_rank()
+    return np.array([(r <= k).mean() for k in range(1, max_rank + 1)])
+
+
+def metric_names(open_set: bool) -> list[str]:
+    names = ["rank1", "vacc", "auc", "eer", *(f"fnmr@fmr={r:g}" for r in FMR_POINTS)]
+    return names + [f"fnir@fpir={r:g}" for r in FPIR_POINTS] if open_set else names
+
+
+def summary(s: Searches) -> dict[str, float]:
+    """Every scalar metric of a set of searches; NaN where the set cannot give it (no mated
+    probe, no genuine or no impostor pair). FNIR only with non-mated probes."""
+    out = dict.fromkeys(metric_names(bool((~s.mated).any())), np.nan)
+    gen, imp = s.pairs()
+    if len(gen):
+        out["rank1"] = float(np.mean(s.mate_rank() == 1))
+    if len(gen) and len(imp):
+        out["vacc"], _ = verification_accuracy(gen, imp)
+        out["auc"], out["eer"] = roc_auc(gen, imp), eer(gen, imp)
+        for r in FMR_POINTS:
+            out[f"fnmr@fmr={r:g}"] = fnmr_at_fmr(gen, imp, r).error
+        if (~s.mated).any():
+            for r in FPIR_POINTS:
+                out[f"fnir@fpir={r:g}"] = fnir_at_fpir(s, r).error
+    return out
 
 
 @dataclass(frozen=True)
@@ -33,36 +203,22 @@ class CrossScanResult:
         return {k: round(v, 5) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def _best_accuracy(genuine: np.ndarray, impostor: np.ndarray) -> float:
-    t = np.unique(np.concatenate([genuine, impostor]))
-    g = np.sort(genuine)
-    i = np.sort(impostor)
-    tp = len(g) - np.searchsorted(g, t, side="left")
-    tn = np.searchsorted(i, t, side="left")
-    # balanced: genuine and impostor pairs weigh the same
-    return float(np.max(0.5 * tp / len(g) + 0.5 * tn / len(i)))
-
-
 def cross_scan(templates: np.ndarray, subject: np.ndarray) -> CrossScanResult:
     """``templates`` (n_scans, D) unit vectors, ``subject`` (n_scans,) labels, scans in order:
     each subject's first scan is its gallery entry, the others are probes."""
     labels, first = np.unique(subject, return_index=True)
-    gallery = templates[first]
     probes = np.setdiff1d(np.arange(len(subject)), first)
     if len(probes) == 0:
         raise ValueError("cross-scan evaluation needs subjects with two or more scans")
-    sim = templates[probes] @ gallery.T
     own = np.searchsorted(labels, subject[probes])
-    rank1 = float(np.mean(sim.argmax(axis=1) == own))
-    is_own = np.zeros_like(sim, dtype=bool)
-    is_own[np.arange(len(probes)), own] = True
-    genuine, impostor = sim[is_own], sim[~is_own]
+    s = Searches(templates[probes] @ templates[first].T, own, own, probes, np.arange(len(labels)))
+    gen, imp = s.pairs()
     return CrossScanResult(
-        rank1=rank1,
-        auc=roc_auc(genuine, impostor),
+        rank1=float(np.mean(s.mate_rank() == 1)),  # ties count against the mate
+        auc=roc_auc(gen, imp),
         n_subjects=len(labels),
         n_probes=len(probes),
-        n_genuine=len(genuine),
-        n_impostor=len(impostor),
-        verification_accuracy=_best_accuracy(genuine, impostor),
+        n_genuine=len(gen),
+        n_impostor=len(imp),
+        verification_accuracy=verification_accuracy(gen, imp)[0],
     )

@@ -22,6 +22,7 @@ import numpy as np
 
 from ctface.embed.embedder import WEIGHTS
 from ctface.errors import GalleryError, InvalidInputError, MissingDataError
+from ctface.evaluate.metrics import rate_at, threshold_at_rate
 
 CALIBRATION = WEIGHTS.with_name("calibration.json")
 FORMAT = "ctface-calibration-1"
@@ -45,17 +46,15 @@ class Calibration:
                 f"FMR {fmr:g} is below what the calibration can measure: it has {n} impostor "
                 f"comparisons (lowest FMR 1/{n} = {1 / n:.1e}); calibrate on a larger cohort."
             )
-        allowed = int(np.floor(fmr * n))  # impostor scores allowed at or above the threshold
-        return float(np.nextafter(self.impostor[n - allowed - 1], np.inf))
+        return threshold_at_rate(self.impostor, fmr)
 
     def fmr_at(self, score: float) -> float:
         """Share of the impostor comparisons scoring ``score`` or more."""
-        n = len(self.impostor)
-        return float((n - np.searchsorted(self.impostor, score, side="left")) / n)
+        return rate_at(self.impostor, score, above=True)
 
     def fnmr_at(self, score: float) -> float:
         """Share of the genuine comparisons scoring below ``score``."""
-        return float(np.searchsorted(self.genuine, score, side="left") / len(self.genuine))
+        return rate_at(self.genuine, score, above=False)
 
     def check_model(self, model_version: str) -> None:
         if model_version != self.model_version:
