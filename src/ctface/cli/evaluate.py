@@ -50,12 +50,14 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Folds, galleries and training seed."),
     n_boot: int = typer.Option(200, "--bootstrap", min=0, help="Bootstrap replicates."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes for the pipeline."),
-    tables: bool = typer.Option(False, "--tables", help="Only render OUT/report.json's tables."),
+    tables: bool = typer.Option(
+        False, "--tables", help="Only render OUT/report.json again: tables.md and report.html."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Evaluate recognition methods (k-fold over subjects) and write a biometric report."""
     from ctface.evaluate.protocols import PROTOCOLS
-    from ctface.evaluate.report import write_atomic
+    from ctface.evaluate.report import report_html, write_atomic
     from ctface.evaluate.tables import render_tables
 
     if tables:
@@ -63,10 +65,12 @@ def evaluate(
         if not path.is_file():
             raise InvalidInputError(f"no report at {path}: run `ctface evaluate --out {out}` first")
         try:
-            text = render_tables(json.loads(path.read_text()))
+            saved = json.loads(path.read_text())
+            text, page = render_tables(saved), report_html(saved)
         except (ValueError, KeyError, TypeError) as e:
             raise InvalidInputError(f"{path} is not a ctface evaluation report ({e})") from e
         write_atomic(out / "tables.md", text)
+        write_atomic(out / "report.html", page)
         print(text)
         return
     if cohort is None:
