@@ -57,8 +57,9 @@ def evaluate(
 ) -> None:
     """Evaluate recognition methods (k-fold over subjects) and write a biometric report."""
     from ctface.evaluate.protocols import PROTOCOLS
-    from ctface.evaluate.report import report_html, write_atomic
+    from ctface.evaluate.report import report_html
     from ctface.evaluate.tables import render_tables
+    from ctface.files import write_text_atomic
 
     if tables:
         path = out / "report.json"
@@ -69,8 +70,8 @@ def evaluate(
             text, page = render_tables(saved), report_html(saved)
         except (ValueError, KeyError, TypeError) as e:
             raise InvalidInputError(f"{path} is not a ctface evaluation report ({e})") from e
-        write_atomic(out / "tables.md", text)
-        write_atomic(out / "report.html", page)
+        write_text_atomic(out / "tables.md", text)
+        write_text_atomic(out / "report.html", page)
         print(text)
         return
     if cohort is None:

@@ -23,6 +23,7 @@ from ctface.errors import (
     InvalidInputError,
     OutputError,
 )
+from ctface.files import write_text_atomic
 
 gallery_app = typer.Typer(help="Inspect and edit the gallery database.", no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
@@ -379,12 +380,7 @@ def export(
         data = {"format": "ctface-gallery-export-1", "stats": g.stats(),
                 "patients": [p for p, _ in g.patients()], "scans": scans,
                 "failures_to_acquire": g.failures()}  # fmt: skip
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(out)
-    except OSError as e:
-        raise OutputError(f"cannot write {out}: {e}") from e
+    write_text_atomic(out, json.dumps(data, indent=1))
     out_console.print(
         f"wrote {out}: {len(data['patients'])} patients, {len(scans)} scans", markup=False
     )

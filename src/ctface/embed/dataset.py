@@ -58,10 +58,14 @@ class ImageSet:
         ).astype(np.uint8)
         return ImageSet(out, self.subject, self.scan, self.subject_ids, self.scan_ids)
 
+    def rows(self, scans: np.ndarray) -> np.ndarray:
+        """Indices of the images of scans ``scans``, scan by scan in that order."""
+        return np.concatenate([np.flatnonzero(self.scan == s) for s in scans])
+
     def subset(self, scans: np.ndarray) -> ImageSet:
-        """The images of scans ``scans`` (indices into ``scan_ids``, in that order), with
-        subjects and scans renumbered from 0."""
-        order = np.concatenate([np.flatnonzero(self.scan == s) for s in scans])
+        """The images of scans ``scans`` (indices into ``scan_ids``, in that order: ``rows``),
+        with subjects and scans renumbered from 0."""
+        order = self.rows(scans)
         subj_old = self.subject[order]
         kept, subj = np.unique(subj_old, return_inverse=True)
         scan_new = np.empty(len(self.scan_ids), int)

@@ -18,7 +18,6 @@ as one ``.npz`` so preparation resumes where it stopped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ctface.embed.images import RENDER_SIZE, pool_depth
+from ctface.files import save_npz_atomic
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.head import find_head
 from ctface.jobs import map_jobs
@@ -54,12 +54,10 @@ class DepthExample:
     face_mask: np.ndarray | None  # (V, S, S) bool, true = face
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
         mask = self.face_mask if self.face_mask is not None else np.zeros((0,), bool)
-        np.savez(tmp, scan_id=self.scan_id, subject_id=self.subject_id,
-                 depth_mm=self.depth_mm.astype(np.float16), face_mask=np.packbits(mask),
-                 mask_shape=np.array(mask.shape))  # fmt: skip
-        os.replace(tmp, path)
+        save_npz_atomic(path, scan_id=self.scan_id, subject_id=self.subject_id,
+                        depth_mm=self.depth_mm.astype(np.float16), face_mask=np.packbits(mask),
+                        mask_shape=np.array(mask.shape))  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> DepthExample:

@@ -33,10 +33,6 @@ class CohortScans:
     seconds: list[float]  # pipeline seconds of the scans prepared in this call
     rows: list[dict[str, str]]  # the manifest, every scan (failures included)
 
-    def volumes(self, cache: Path) -> list[ScanVolumes]:
-        """The 3D-CNN inputs of ``examples`` (prepared with ``volumes=True``)."""
-        return [ScanVolumes.load(cache / f"{e.scan_id}.vol.npz") for e in self.examples]
-
 
 def read_manifest(cohort: Path) -> list[dict[str, str]]:
     path = cohort / "manifest.csv"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +88,7 @@ def run_method(
     for i, (train, test) in enumerate(fold_split(data, m, k, seed)):
         out = folder / f"fold{i}.npz"
         timing = folder / f"fold{i}.seconds"
-        if out.exists() and not np.array_equal(FoldEmbeddings.load(str(out)).scan, test):
+        if out.exists() and not np.array_equal(FoldEmbeddings.load(out).scan, test):
             out.unlink()  # never expected: the folder's key covers the scans and folds
         if not out.exists():
             t0 = time.perf_counter()
@@ -97,10 +96,8 @@ def run_method(
             if progress is not None:
                 tick = lambda it, loss, i=i: progress(i, it, loss)  # noqa: E731
             emb = run_fold(m, data, train, test, seed * 100 + i, folder / f"w{i}", tick)
-            tmp = folder / f"fold{i}.tmp.npz"
-            emb.save(str(tmp))
-            os.replace(tmp, out)
+            emb.save(out)
             timing.write_text(f"{time.perf_counter() - t0:.1f}")
-        tests.append(FoldEmbeddings.load(str(out)))
+        tests.append(FoldEmbeddings.load(out))
         seconds.append(float(timing.read_text()) if timing.exists() else 0.0)
     return MethodRun(m, tests, seconds)

@@ -216,8 +216,7 @@ def run_fold(
     pts = torch.from_numpy(data.points())
     images = data.images("segmented")
     tr, te = images.subset(train), images.subset(test)
-    tr_rows = np.concatenate([np.flatnonzero(images.scan == s) for s in train])
-    te_rows = np.concatenate([np.flatnonzero(images.scan == s) for s in test])
+    tr_rows, te_rows = images.rows(train), images.rows(test)
     netp = PointEmbedder(m.arch, groups.embedding_dim)
 
     def cloud(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:

@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ctface.evaluate.metrics import Searches
+from ctface.files import save_npz_atomic
 
 PROTOCOLS = ("paper", "cross-scan", "open-set")
 OPEN_SET_ENROLLED = 0.5
@@ -32,7 +34,7 @@ class FoldEmbeddings:
     images: np.ndarray | None  # (N, D) unit view embeddings (depth-image methods)
     image_scan: np.ndarray | None  # (N,) position in ``scan`` of each view
 
-    def save(self, path: str) -> None:
+    def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {
             "scan": self.scan,
             "subject": self.subject,
@@ -40,10 +42,10 @@ class FoldEmbeddings:
         }
         if self.images is not None and self.image_scan is not None:
             arrays |= {"images": self.images.astype(np.float16), "image_scan": self.image_scan}
-        np.savez(path, allow_pickle=False, **arrays)
+        save_npz_atomic(path, **arrays)
 
     @classmethod
-    def load(cls, path: str) -> FoldEmbeddings:
+    def load(cls, path: Path) -> FoldEmbeddings:
         with np.load(path) as z:
             imgs = z["images"].astype(np.float32) if "images" in z else None
             img_scan = z.get("image_scan")

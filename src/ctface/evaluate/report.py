@@ -9,7 +9,6 @@ import datetime as dt
 import html
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from ctface.evaluate.data import CohortData
 from ctface.evaluate.harness import MethodRun
 from ctface.evaluate.results import protocol_result
 from ctface.evaluate.tables import TABLE_I, TABLE_II, metric_text, render_tables
+from ctface.files import write_text_atomic
 
 FORMAT = "ctface-evaluation-1"
 MAX_PLOTTED = 6
@@ -77,25 +77,15 @@ def build_report(
     }
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
-
-
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create {out}: {e.strerror or e}") from e
     files = [out / "report.json", out / "tables.md", out / "report.html"]
-    write_atomic(files[0], json.dumps(report, indent=1))
-    write_atomic(files[1], render_tables(report))
-    write_atomic(files[2], report_html(report))
+    write_text_atomic(files[0], json.dumps(report, indent=1))
+    write_text_atomic(files[1], render_tables(report))
+    write_text_atomic(files[2], report_html(report))
     return files
 
 

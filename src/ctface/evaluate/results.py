@@ -103,8 +103,9 @@ def protocol_result(
     for key in dict.fromkeys(k for f in per_fold for k in f):
         vals = np.array([f.get(key, np.nan) for f in per_fold], float)
         ok = vals[np.isfinite(vals)]
+        mean = _fold_mean(per_fold, key)
         metrics[key] = {
-            "mean": round(float(ok.mean()), 5) if len(ok) else None,
+            "mean": round(mean, 5) if np.isfinite(mean) else None,
             "std": round(float(ok.std(ddof=1)), 5) if len(ok) > 1 else 0.0,
             "ci95": ci.get(key),
             "folds": [round(float(v), 5) if np.isfinite(v) else None for v in vals],

@@ -15,13 +15,13 @@ HU are windowed to -1000..1000 and scaled to 0..1 (air 0). Trilinear sampling
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+from ctface.files import save_npz_atomic
 from ctface.ingest.volume import CtVolume
 from ctface.render.frame import FaceFrame
 
@@ -40,10 +40,10 @@ class ScanVolumes:
     head: np.ndarray
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, scan_id=self.scan_id, subject_id=self.subject_id,
-                 face=self.face.astype(np.float16), head=self.head.astype(np.float16))  # fmt: skip
-        os.replace(tmp, path)
+        face, head = self.face.astype(np.float16), self.head.astype(np.float16)
+        save_npz_atomic(
+            path, scan_id=self.scan_id, subject_id=self.subject_id, face=face, head=head
+        )
 
     @classmethod
     def load(cls, path: Path) -> ScanVolumes:

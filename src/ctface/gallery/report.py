@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctface.errors import OutputError
+from ctface.files import write_text_atomic
 from ctface.gallery.decide import Identification
 from ctface.gallery.search import Candidate
 
@@ -79,12 +79,5 @@ def identification_html(
         f"{rows}</table><p>Images: frontal face depth (brighter = nearer), as the recognition "
         "model sees it before face separation.</p></body></html>"
     )
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(page)
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {e}") from e
+    write_text_atomic(path, page)
     return path

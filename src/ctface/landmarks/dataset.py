@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ctface.errors import InvalidInputError
+from ctface.files import save_npz_atomic
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.head import find_head
 from ctface.ingest.reader import load_ct
@@ -58,9 +58,8 @@ class LandmarkExample:
     in_fov: np.ndarray  # (5,) bool: inside the scanned field of view
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
+        save_npz_atomic(
+            path,
             scan_id=self.scan_id,
             coarse=self.coarse.data,
             coarse_origin=self.coarse.origin,
@@ -71,7 +70,6 @@ class LandmarkExample:
             lps=self.lps,
             in_fov=self.in_fov,
         )
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> LandmarkExample:
