@@ -11,8 +11,9 @@ failure to acquire: counted, and left out of the comparisons.
 
 Protocol (cross-scan, ``ctface.evaluate.cross_scan``): each subject's first scan is its gallery
 entry, its other scans are probes; rank-1 over all probes, verification AUC over every
-probe-gallery pair. Per model: the template is the mean of the view embeddings (also scored:
-the frontal view alone, and the median). ``--views N`` embeds N of the 90 views (evenly
+probe-gallery pair. Per model, three templates are scored: the median of the view embeddings
+(the rule new model files record), their mean (the rule of older files) and the frontal view
+alone. ``--views N`` embeds N of the 90 views (evenly
 spaced), for networks too slow to embed all of them on a CPU.
 """
 
@@ -50,11 +51,10 @@ def evaluate(model: FaceEmbedder, examples: list[DepthExample], views: int) -> d
         imgs, _ = model.images(depth if pick is None else depth[pick])
         emb = model.embed(imgs)
         subject.append(ex.subject_id)
-        mean_t.append(scan_template(emb))
+        mean_t.append(scan_template(emb, "mean"))
         front = FRONTAL if pick is None else int(np.argmin(np.abs(pick - FRONTAL)))
         frontal_t.append(emb[front])
-        med = np.median(emb, axis=0)
-        median_t.append(med / np.linalg.norm(med))
+        median_t.append(scan_template(emb, "median"))
     per_scan = (time.perf_counter() - t0) / len(examples)
     labels = np.unique(subject, return_inverse=True)[1]
     out: dict[str, Any] = {"embed_s_per_scan": round(per_scan, 3), "views": views}

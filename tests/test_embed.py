@@ -17,7 +17,7 @@ from ctface.embed.losses import CosFace, batch_hard_triplet
 from ctface.embed.resnet import CONFIGS, EmbedConfig, ResNetEmbedder
 from ctface.embed.sampling import GroupSampler
 from ctface.embed.template import scan_templates
-from ctface.embed.train import embed_images, train_embedding
+from ctface.embed.train import CUT_FRACTION, _cut, embed_images, train_embedding
 from ctface.errors import MissingDataError
 from ctface.evaluate import cross_scan, roc_auc
 from ctface.training import TrainConfig
@@ -99,6 +99,28 @@ def test_cross_scan_metrics() -> None:
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     assert cross_scan(noise, subject).auc < 0.7
     assert roc_auc(np.array([1.0, 2.0]), np.array([1.5])) == 0.5
+
+
+def test_field_of_view_cut_augmentation_blanks_a_top_or_bottom_band(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every image (P_CUT = 1) loses a band of 8-30 % of its face's rows at the face's top or
+    bottom, nothing else; background-only images are left alone."""
+    import ctface.embed.train as train
+
+    monkeypatch.setattr(train, "P_CUT", 1.0)
+    x = torch.zeros(40, 1, 64, 64)
+    x[:, :, 10:50, 12:52] = torch.rand(40, 1, 40, 40) * 0.9 + 0.1  # a 40-row face
+    x[-1] = 0.0
+    out = _cut(x.clone(), np.random.default_rng(3))
+    sides = set()
+    for before, after in zip(x[:-1, 0], out[:-1, 0], strict=True):
+        lost = np.flatnonzero((before != after).any(dim=1).numpy())
+        assert len(lost) and np.all(np.diff(lost) == 1) and bool((after[lost] == 0).all())
+        assert CUT_FRACTION[0] * 40 - 1 <= len(lost) <= CUT_FRACTION[1] * 40 + 1
+        assert lost[0] == 10 or lost[-1] == 49
+        sides.add(int(lost[0] == 10))
+    assert sides == {0, 1} and bool((out[-1] == 0).all())
 
 
 def test_configs_are_plain_resnets() -> None:
@@ -219,3 +241,29 @@ def test_missing_or_bad_weights_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     with pytest.raises(MissingDataError, match="unreadable"):
         FaceEmbedder.load(tmp_path / "bad.pt")
+
+
+def test_template_rules_and_the_rule_a_model_file_records(tmp_path: Path) -> None:
+    """The median template ignores a minority of outlying views (the mean does not); new model
+    files record the median rule, files without a recorded rule are read as the mean."""
+    from ctface.embed.embedder import FaceEmbedder, save_model
+    from ctface.embed.segment import FaceSegmenter
+    from ctface.embed.template import scan_template
+
+    u, v = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    views = np.stack([u] * 7 + [v] * 3)
+    assert float(scan_template(views, "median") @ u) == pytest.approx(1.0)
+    assert float(scan_template(views, "mean") @ u) < 0.95
+    with pytest.raises(ValueError, match="rule"):
+        scan_template(views, "max")
+    path = save_model(tmp_path / "m.pt", TINY, ResNetEmbedder(TINY), FaceSegmenter(), {})
+    model = FaceEmbedder.load(path)
+    assert model.template_rule == "median"
+    state = torch.load(path, weights_only=False)
+    del state["template"]
+    torch.save(state, tmp_path / "old.pt")
+    assert FaceEmbedder.load(tmp_path / "old.pt").template_rule == "mean"
+    rendering_depth = np.full((2, 128, 128), np.nan, np.float32)
+    rendering_depth[:, 30:100, 30:100] = 60.0
+    t = model.template_of_depth(rendering_depth)
+    assert t.n_views == 2 and float(np.linalg.norm(t.vector)) == pytest.approx(1.0, abs=1e-5)

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import needs_face_model
+from conftest import Cli, needs_face_model
 
 from ctface.errors import MissingDataError, NoFaceError
 from ctface.ingest import load_ct
@@ -163,16 +161,13 @@ def test_shipped_weights_small_with_model_card() -> None:
     assert meta["data"]["seed"] == 1001 and meta["validation_error_mm"]["all"]["n"] > 0
 
 
-def _ctface(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "from ctface.cli import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
-
-
-def test_cli_landmarks(scan: tuple[Path, CtVolume, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+def test_cli_landmarks(
+    scan: tuple[Path, CtVolume, np.ndarray, np.ndarray], tmp_path: Path, cli: Cli
+) -> None:
     needs_face_model()
     path, _, lps, _ = scan
     qc = tmp_path / "qc.png"
-    res = _ctface("landmarks", str(path), "--json", "--qc", str(qc))
+    res = cli("landmarks", str(path), "--json", "--qc", str(qc))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert set(out["landmarks"]) == set(LANDMARKS)
@@ -184,10 +179,10 @@ def test_cli_landmarks(scan: tuple[Path, CtVolume, np.ndarray, np.ndarray], tmp_
         assert 0.0 <= lm["confidence"] <= 1.0
     assert out["cross_check"].startswith("face-model fit")
     assert qc.stat().st_size > 20_000
-    bad = _ctface("landmarks", str(tmp_path / "nothing.nii.gz"))
+    bad = cli("landmarks", str(tmp_path / "nothing.nii.gz"))
     assert bad.returncode == 4 and "Traceback" not in bad.stderr
     from ctface.phantom.export import write_nifti
 
     air = CtVolume(np.full((60, 80, 80), -1000, np.int16), np.diag([2.0, 2.0, 2.0, 1.0]))
-    empty = _ctface("landmarks", str(write_nifti(air, tmp_path / "air.nii.gz")))
+    empty = cli("landmarks", str(write_nifti(air, tmp_path / "air.nii.gz")))
     assert empty.returncode == 6 and len(empty.stderr.strip().splitlines()) == 1

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FACE_MODEL, needs_face_model
+from conftest import FACE_MODEL, Cli, needs_face_model
 
 from ctface.errors import NoFaceError, OutputError
 from ctface.ingest.volume import CtVolume
@@ -267,26 +265,21 @@ def test_write_rendering(thick_90: FaceRendering, tmp_path: Path) -> None:
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 
-def test_cli_render(thick: tuple[CtVolume, dict[str, Any]], tmp_path: Path) -> None:
+def test_cli_render(thick: tuple[CtVolume, dict[str, Any]], tmp_path: Path, cli: Cli) -> None:
     from ctface.phantom.export import write_nifti
 
     scan = write_nifti(thick[0], tmp_path / "scan.nii.gz")
     out = tmp_path / "r"
     args = ["render", str(scan), "--out", str(out), "--views", "4", "--size", "64"]
-    res = _ctface(*args, "--json")
+    res = cli(*args, "--json")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["views"] == 4 and summary["frame"]["method"] == "landmarks"
     meta = json.loads((out / "render.json").read_text())
     assert len(meta["views"]) == 4 and meta["camera"]["size"] == 64
-    again = _ctface(*args)
+    again = cli(*args)
     assert again.returncode == 5 and "not empty" in again.stderr
     air = tmp_path / "air.nii.gz"
     write_nifti(CtVolume(np.full((40, 64, 64), -1000, np.int16), np.diag([3.0, 3, 3, 1])), air)
-    res = _ctface("render", str(air), "--out", str(tmp_path / "a"))
+    res = cli("render", str(air), "--out", str(tmp_path / "a"))
     assert res.returncode in (4, 6) and res.stderr.count("\n") == 1, res.stderr
-
-
-def _ctface(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "from ctface.cli import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)

@@ -1,7 +1,8 @@
 """Embedding a scan: its face depth images -> face separation -> adjustment -> ResNet -> one
-template (``template.scan_template``). Weights: one file with the configuration, the
-embedding network and the face separation network (``save_model`` / ``FaceEmbedder.load``);
-the shipped default is ``WEIGHTS`` with ``MODEL_CARD.md`` beside it."""
+template (``template.scan_template``, by the rule the model file records). Weights: one file
+with the configuration, the embedding network, the face separation network and the template
+rule (``save_model`` / ``FaceEmbedder.load``); the shipped default is ``WEIGHTS`` with
+``MODEL_CARD.md`` beside it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ctface.embed.dataset import ImageSet, face_images
 from ctface.embed.images import CACHE_SIZE, pool_depth
 from ctface.embed.resnet import EmbedConfig, ResNetEmbedder
 from ctface.embed.segment import FaceSegmenter, face_masks
-from ctface.embed.template import scan_template
+from ctface.embed.template import RULES, TEMPLATE_RULE, scan_template
 from ctface.embed.train import embed_images
 from ctface.errors import MissingDataError
 from ctface.render.depth import FaceRendering
@@ -56,6 +57,7 @@ def save_model(
             "net": half,
             "segmenter": segmenter.state_dict() if segmenter is not None else None,
             "provenance": provenance,
+            "template": TEMPLATE_RULE,
         },
         path,
     )
@@ -66,9 +68,15 @@ class FaceEmbedder:
     """A loaded recognition model."""
 
     def __init__(
-        self, cfg: EmbedConfig, net: ResNetEmbedder, segmenter: FaceSegmenter, version: str
+        self,
+        cfg: EmbedConfig,
+        net: ResNetEmbedder,
+        segmenter: FaceSegmenter,
+        version: str,
+        template_rule: str = TEMPLATE_RULE,
     ) -> None:
         self.config, self.net, self.segmenter, self.version = cfg, net, segmenter, version
+        self.template_rule = template_rule
         self.net.eval()
         self.segmenter.eval()
 
@@ -90,9 +98,12 @@ class FaceEmbedder:
             net.load_state_dict(weights)
             seg = FaceSegmenter()
             seg.load_state_dict(state["segmenter"])
+            rule = state.get("template", "mean")  # files before the rule was recorded: mean
+            if rule not in RULES:
+                raise ValueError(f"unknown template rule {rule!r}")
         except Exception as e:  # noqa: BLE001 - any unreadable file gets one message
             raise MissingDataError(f"recognition model weights unreadable: {p} ({e})") from e
-        return cls(cfg, net, seg, hashlib.sha256(data).hexdigest()[:16])
+        return cls(cfg, net, seg, hashlib.sha256(data).hexdigest()[:16], rule)
 
     def images(self, depth_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(V, S, S) render depth mm -> face images (V, 128, 128) uint8 and face masks."""
@@ -114,7 +125,8 @@ class FaceEmbedder:
         """The template from (V, S, S) depth views in mm (a rendering's, or a cached one)."""
         imgs, mask = self.images(depth_mm.astype(np.float32))
         emb = self.embed(imgs)
-        return Template(scan_template(emb), len(imgs), self.version, float(mask.mean()))
+        vector = scan_template(emb, self.template_rule)
+        return Template(vector, len(imgs), self.version, float(mask.mean()))
 
 
 def _network(state: dict[str, Any]) -> tuple[EmbedConfig, dict[str, torch.Tensor]]:

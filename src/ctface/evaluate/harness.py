@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ctface.embed.embedder import WEIGHTS
+from ctface.embed.template import TEMPLATE_RULE
+from ctface.embed.train import AUGMENTATION
 from ctface.errors import InvalidInputError
 from ctface.evaluate.data import CohortData
 from ctface.evaluate.methods import PRETRAINED, Method, run_fold, subject_folds
@@ -34,17 +36,18 @@ def file_digest(path: Path) -> str:
 
 def method_dir(work: Path, m: Method, data: CohortData, k: int, seed: int) -> Path:
     """The method's folder for everything its fold results depend on: the spec, the cohort
-    cache and its accepted scans, the face separation, the weights it starts from, the folds
+    cache and its accepted scans, the face separation, the weights it starts from, the depth
+    networks' training augmentation, the template rule (methods that embed views), the folds
     and the seed. Any change gives a new folder (nothing stale is reused)."""
-    weights = ""
+    recipe = "" if m.family == "cnn3d" else TEMPLATE_RULE  # 3D networks: one embedding a scan
     if m.family == "model":
-        weights = file_digest(Path(m.opt("path")) if m.opt("path") else WEIGHTS)
-    elif m.family == "ours" and m.opt("pretrained") == "1":
-        weights = file_digest(PRETRAINED)
+        recipe = file_digest(Path(m.opt("path") or WEIGHTS))
+    elif m.family == "ours":
+        recipe += AUGMENTATION + (file_digest(PRETRAINED) if m.opt("pretrained") == "1" else "")
     scans = ",".join(
         f"{s}:{data.subject_ids[i]}" for s, i in zip(data.scan_ids, data.scan_subject, strict=True)
     )
-    key = "|".join([m.spec, str(data.cache.resolve()), scans, data.segmenter_version, weights,
+    key = "|".join([m.spec, str(data.cache.resolve()), scans, data.segmenter_version, recipe,
                     str(k), str(seed)])  # fmt: skip
     return work / f"{m.arch}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 

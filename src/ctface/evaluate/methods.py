@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ctface.embed.resnet import CONFIGS, EmbedConfig
-from ctface.embed.template import scan_templates
+from ctface.embed.template import TEMPLATE_RULE, scan_templates
 from ctface.embed.train import embed_images, train_embedding, train_metric
 from ctface.errors import InvalidInputError
 from ctface.evaluate.baselines.cnn3d import (
@@ -154,11 +154,15 @@ def _embed_batches(net: torch.nn.Module, x: torch.Tensor, batch: int = 64) -> np
 
 
 def _views(
-    test: np.ndarray, data: CohortData, emb: np.ndarray, img_scan: np.ndarray
+    test: np.ndarray,
+    data: CohortData,
+    emb: np.ndarray,
+    img_scan: np.ndarray,
+    rule: str = TEMPLATE_RULE,
 ) -> FoldEmbeddings:
     """Test embeddings from view embeddings ``emb`` of scans ``img_scan`` (positions)."""
-    return FoldEmbeddings(test, data.scan_subject[test], scan_templates(emb, img_scan), emb,
-                          img_scan)  # fmt: skip
+    templates = scan_templates(emb, img_scan, rule)
+    return FoldEmbeddings(test, data.scan_subject[test], templates, emb, img_scan)
 
 
 def run_fold(
@@ -181,7 +185,7 @@ def run_fold(
         depth = (DepthExample.load(data.paths[s]).depth_mm.astype(np.float32) for s in test)
         views = [model.embed(model.images(d)[0]) for d in depth]
         pos = np.concatenate([np.full(len(v), i) for i, v in enumerate(views)])
-        return _views(test, data, np.concatenate(views), pos)
+        return _views(test, data, np.concatenate(views), pos, model.template_rule)
     if m.family == "ours":
         images = data.images(m.opt("stage"))
         cfg: EmbedConfig = CONFIGS["default"]
