@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python benchmarks/recognition.py --cohort DIR [--cache DIR] [--jobs 2]
      [--model NAME=FILE ...] [--views N]
+     or --examples DIR instead of --cohort: the CT examples of `ctface train phantoms` (the
+     validation sets of the model card; their views were rendered from the true landmarks).
 
 The cohort is a folder written by ``ctface phantom`` (2-3 scans per person, every nuisance on;
 the model card names the seed and settings). Each scan is read with ``load_ct`` (NIfTI or DICOM,
@@ -65,37 +67,46 @@ def evaluate(model: FaceEmbedder, examples: list[DepthExample], views: int) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cohort", type=Path, required=True)
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cohort", type=Path)
+    source.add_argument("--examples", type=Path, help="`ctface train phantoms` cache")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--model", action="append", default=[], help="NAME=FILE (repeatable)")
     ap.add_argument("--views", type=int, default=90)
     ap.add_argument("--out", type=Path, default=RESULTS / "recognition.json")
     args = ap.parse_args()
-    cache = args.cache or args.cohort / "depth_cache"
-    prep = prepare_cohort(args.cohort, cache, args.jobs, _progress)
-    examples = prep.examples
+    failures: dict[str, str] = {}
+    seconds: list[float] = []
+    if args.examples is not None:
+        examples = [DepthExample.load(p) for p in sorted(args.examples.glob("ct_*.npz"))]
+    else:
+        prep = prepare_cohort(args.cohort, args.cache or args.cohort / "depth_cache", args.jobs,
+                              _progress)  # fmt: skip
+        examples, failures, seconds = prep.examples, prep.failures, prep.seconds
     models = dict(m.split("=", 1) for m in args.model) or {"shipped": str(WEIGHTS)}
     results: dict[str, Any] = {
-        "cohort": str(args.cohort),
-        "scans": len(examples) + len(prep.failures),
+        "cohort": str(args.cohort or args.examples),
+        "scans": len(examples) + len(failures),
         "subjects": len({e.subject_id for e in examples}),
-        "failures_to_acquire": prep.failures,
-        "pipeline_s_per_scan": round(float(np.mean(prep.seconds)), 2) if prep.seconds else None,
+        "failures_to_acquire": failures,
+        "pipeline_s_per_scan": round(float(np.mean(seconds)), 2) if seconds else None,
         "models": {},
     }
     head = ("model", "template", "rank-1", "AUC", "VACC", "probes", "s/scan")
     print(" ".join(f"{h:>{w}}" for h, w in zip(head, (24, 8, 8, 8, 8, 7, 7), strict=True)))
     for name, path in models.items():
-        r = evaluate(FaceEmbedder.load(path), examples, args.views)
-        results["models"][name] = {"file": path, **r}
-        for t in ("mean", "frontal", "median"):
+        model = FaceEmbedder.load(path)
+        r = evaluate(model, examples, args.views)
+        results["models"][name] = {"file": path, "model_version": model.version,
+                                   "template_rule": model.template_rule, **r}  # fmt: skip
+        for t in ("median", "mean", "frontal"):
             m = r[t]
             cells = f"{m['rank1']:8.4f} {m['auc']:8.5f} {m['verification_accuracy']:8.4f}"
             print(f"{name:>24} {t:>8} {cells} {m['n_probes']:7d} {r['embed_s_per_scan']:7.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
-    print(f"failures to acquire: {len(prep.failures)} of {results['scans']}; wrote {args.out}")
+    print(f"failures to acquire: {len(failures)} of {results['scans']}; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -263,7 +263,12 @@ def test_template_rules_and_the_rule_a_model_file_records(tmp_path: Path) -> Non
     del state["template"]
     torch.save(state, tmp_path / "old.pt")
     assert FaceEmbedder.load(tmp_path / "old.pt").template_rule == "mean"
-    rendering_depth = np.full((2, 128, 128), np.nan, np.float32)
-    rendering_depth[:, 30:100, 30:100] = 60.0
-    t = model.template_of_depth(rendering_depth)
-    assert t.n_views == 2 and float(np.linalg.norm(t.vector)) == pytest.approx(1.0, abs=1e-5)
+    pretrained = save_model(tmp_path / "p.pt", TINY, ResNetEmbedder(TINY), None, {})
+    assert "template" not in torch.load(pretrained, weights_only=False)  # no templates made
+    # the loaded model's rule is the one its templates use
+    model.embed = lambda images: views  # type: ignore[method-assign]
+    depth = np.full((10, 128, 128), 60.0, np.float32)
+    t = model.template_of_depth(depth)
+    assert t.n_views == 10 and float(t.vector @ u) == pytest.approx(1.0)
+    model.template_rule = "mean"
+    assert np.allclose(model.template_of_depth(depth).vector, scan_template(views, "mean"))

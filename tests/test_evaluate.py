@@ -83,6 +83,30 @@ def test_folds_are_disjoint_and_stratified() -> None:
         subject_folds(np.arange(8), 5, 0, True)
 
 
+def test_fold_cache_key_follows_what_the_results_depend_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new template rule or training augmentation gives view-embedding methods a new fold
+    folder (nothing stale reused); the 3D CNNs (one embedding a scan) and model files keep
+    theirs."""
+    from types import SimpleNamespace
+
+    from ctface.evaluate import harness
+
+    data = SimpleNamespace(cache=tmp_path, scan_ids=["a", "b"], subject_ids=["P", "Q"],
+                           scan_subject=np.array([0, 1]), segmenter_version="s")  # fmt: skip
+    specs = ("ours:pretrained=0", "pointnet", "resnet10-3d", "model")
+    dirs = lambda: {s: harness.method_dir(tmp_path, parse_method(s), data, 2, 0) for s in specs}  # noqa: E731
+    before = dirs()
+    assert len(set(before.values())) == len(specs)
+    monkeypatch.setattr(harness, "TEMPLATE_RULE", "mean")
+    after = dirs()
+    assert [after[s] != before[s] for s in specs] == [True, True, False, False]
+    monkeypatch.setattr(harness, "AUGMENTATION", "none")
+    assert dirs()["ours:pretrained=0"] not in (before["ours:pretrained=0"],
+                                               after["ours:pretrained=0"])  # fmt: skip
+
+
 def test_protocols_keep_probes_and_galleries_apart() -> None:
     rng = np.random.default_rng(0)
     subject = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3])

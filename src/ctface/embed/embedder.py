@@ -50,17 +50,16 @@ def save_model(
     network for ``ctface train finetune --init``, not a usable model."""
     path.parent.mkdir(parents=True, exist_ok=True)
     half = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    save_atomic(
-        {
-            "format": FORMAT,
-            "config": cfg.to_json(),
-            "net": half,
-            "segmenter": segmenter.state_dict() if segmenter is not None else None,
-            "provenance": provenance,
-            "template": TEMPLATE_RULE,
-        },
-        path,
-    )
+    state = {
+        "format": FORMAT,
+        "config": cfg.to_json(),
+        "net": half,
+        "segmenter": segmenter.state_dict() if segmenter is not None else None,
+        "provenance": provenance,
+    }
+    if segmenter is not None:  # a usable model: how it makes templates
+        state["template"] = TEMPLATE_RULE
+    save_atomic(state, path)
     return path
 
 
