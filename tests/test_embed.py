@@ -245,7 +245,8 @@ def test_missing_or_bad_weights_are_clear_errors(tmp_path: Path) -> None:
 
 def test_template_rules_and_the_rule_a_model_file_records(tmp_path: Path) -> None:
     """The median template ignores a minority of outlying views (the mean does not); new model
-    files record the median rule, files without a recorded rule are read as the mean."""
+    files (format 2) record the median rule and must have one; format-1 files without a
+    recorded rule are read as the mean."""
     from ctface.embed.embedder import FaceEmbedder, save_model
     from ctface.embed.segment import FaceSegmenter
     from ctface.embed.template import scan_template
@@ -260,9 +261,21 @@ def test_template_rules_and_the_rule_a_model_file_records(tmp_path: Path) -> Non
     model = FaceEmbedder.load(path)
     assert model.template_rule == "median"
     state = torch.load(path, weights_only=False)
-    del state["template"]
+    assert state["format"] == "ctface-embedder-2"
+    del state["template"]  # a format-2 model must record its rule ...
+    torch.save(state, tmp_path / "norule.pt")
+    with pytest.raises(MissingDataError, match="no template rule"):
+        FaceEmbedder.load(tmp_path / "norule.pt")
+    state["format"] = "ctface-embedder-1"  # ... a format-1 file without one is read as mean
     torch.save(state, tmp_path / "old.pt")
     assert FaceEmbedder.load(tmp_path / "old.pt").template_rule == "mean"
+    state["template"] = "median"  # a format-1 file that records one (release 3c6995fd) keeps it
+    torch.save(state, tmp_path / "old_median.pt")
+    assert FaceEmbedder.load(tmp_path / "old_median.pt").template_rule == "median"
+    state["format"] = "ctface-embedder-0"
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(MissingDataError, match="ctface-embedder-1 or ctface-embedder-2"):
+        FaceEmbedder.load(tmp_path / "other.pt")
     pretrained = save_model(tmp_path / "p.pt", TINY, ResNetEmbedder(TINY), None, {})
     assert "template" not in torch.load(pretrained, weights_only=False)  # no templates made
     # the loaded model's rule is the one its templates use

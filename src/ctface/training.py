@@ -35,11 +35,13 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checked(source: Path | io.BytesIO, fmt: str) -> dict[str, Any]:
-    """A ctface weights file (``torch.load``); ValueError unless its format is ``fmt``."""
+def load_checked(source: Path | io.BytesIO, fmt: str | tuple[str, ...]) -> dict[str, Any]:
+    """A ctface weights file (``torch.load``); ValueError unless its format is ``fmt`` (or one
+    of them)."""
+    formats = (fmt,) if isinstance(fmt, str) else fmt
     state = torch.load(source, weights_only=False, map_location="cpu")
-    if not isinstance(state, dict) or state.get("format") != fmt:
-        raise ValueError(f"not a {fmt} file")
+    if not isinstance(state, dict) or state.get("format") not in formats:
+        raise ValueError(f"not a {' or '.join(formats)} file")
     return state
 
 

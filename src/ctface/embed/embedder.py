@@ -26,7 +26,10 @@ from ctface.render.depth import FaceRendering
 from ctface.training import load_checked, save_atomic
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "embedder.pt"
-FORMAT = "ctface-embedder-1"
+# 2: a usable model records its template rule (older ctface versions, which read only 1,
+# refuse it rather than silently making mean templates); 1: no rule recorded = mean.
+FORMAT = "ctface-embedder-2"
+READABLE = ("ctface-embedder-1", FORMAT)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class FaceEmbedder:
             )
         data = p.read_bytes()
         try:
-            state = load_checked(io.BytesIO(data), FORMAT)
+            state = load_checked(io.BytesIO(data), READABLE)
             if state.get("segmenter") is None:
                 raise ValueError("a pretrained network without face separation: fine-tune it")
             cfg, weights = _network(state)
@@ -97,6 +100,8 @@ class FaceEmbedder:
             net.load_state_dict(weights)
             seg = FaceSegmenter()
             seg.load_state_dict(state["segmenter"])
+            if state["format"] == FORMAT and "template" not in state:
+                raise ValueError("no template rule recorded")
             rule = state.get("template", "mean")  # files before the rule was recorded: mean
             if rule not in RULES:
                 raise ValueError(f"unknown template rule {rule!r}")
@@ -135,6 +140,6 @@ def _network(state: dict[str, Any]) -> tuple[EmbedConfig, dict[str, torch.Tensor
 def load_network(path: Path) -> tuple[EmbedConfig, dict[str, torch.Tensor]]:
     """Configuration and (float32) embedding weights of a model or pretrained file."""
     try:
-        return _network(load_checked(path, FORMAT))
+        return _network(load_checked(path, READABLE))
     except Exception as e:  # noqa: BLE001
         raise MissingDataError(f"cannot read network weights {path} ({e})") from e
