@@ -19,7 +19,7 @@ from ctface.embed.dataset import ImageSet, face_images
 from ctface.embed.images import CACHE_SIZE, pool_depth
 from ctface.embed.resnet import EmbedConfig, ResNetEmbedder
 from ctface.embed.segment import FaceSegmenter, face_masks
-from ctface.embed.template import RULES, TEMPLATE_RULE, scan_template
+from ctface.embed.template import TEMPLATE_RULE, checked_rule, scan_template
 from ctface.embed.train import embed_images
 from ctface.errors import MissingDataError
 from ctface.render.depth import FaceRendering
@@ -102,9 +102,7 @@ class FaceEmbedder:
             seg.load_state_dict(state["segmenter"])
             if state["format"] == FORMAT and "template" not in state:
                 raise ValueError("no template rule recorded")
-            rule = state.get("template", "mean")  # files before the rule was recorded: mean
-            if rule not in RULES:
-                raise ValueError(f"unknown template rule {rule!r}")
+            rule = checked_rule(state.get("template", "mean"))  # format 1 without one: mean
         except Exception as e:  # noqa: BLE001 - any unreadable file gets one message
             raise MissingDataError(f"recognition model weights unreadable: {p} ({e})") from e
         return cls(cfg, net, seg, hashlib.sha256(data).hexdigest()[:16], rule)

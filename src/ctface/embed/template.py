@@ -15,10 +15,16 @@ RULES = ("median", "mean")
 TEMPLATE_RULE = "median"
 
 
-def scan_template(view_embeddings: np.ndarray, rule: str = TEMPLATE_RULE) -> np.ndarray:
-    """(V, D) unit view embeddings -> (D,) unit template by ``rule`` (``RULES``)."""
+def checked_rule(rule: str) -> str:
+    """``rule`` if it is one of ``RULES``, else ValueError."""
     if rule not in RULES:
         raise ValueError(f"template rule must be one of {RULES}, got {rule!r}")
+    return rule
+
+
+def scan_template(view_embeddings: np.ndarray, rule: str = TEMPLATE_RULE) -> np.ndarray:
+    """(V, D) unit view embeddings -> (D,) unit template by ``rule`` (``RULES``)."""
+    checked_rule(rule)
     m = np.median(view_embeddings, axis=0) if rule == "median" else view_embeddings.mean(axis=0)
     out: np.ndarray = (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
     return out
