@@ -1,7 +1,7 @@
 """Landmark accuracy and speed on a held-out phantom cohort, both methods, any head orientation.
 
 Run: .venv/bin/python benchmarks/landmarks.py [--scans 100] [--seed 777] [--jobs 2]
-     [--cohort DIR (reuse)] [--nuisance training|default]
+     [--cohort DIR (reuse)] [--nuisance training|default] [--out FILE.json]
 
 The cohort (one scan per person, seed 777: never used in training, whose seeds are 1001/1002)
 is written to disk (NIfTI, a quarter as DICOM) with ``ctface.phantom`` and read back with
@@ -16,7 +16,8 @@ is written to disk (NIfTI, a quarter as DICOM) with ``ctface.phantom`` and read 
 
 Scored: Euclidean error (mm) of each landmark that truth has inside the field of view;
 "missed" = in the field of view but reported missing; "invented" = outside the field of view
-but reported. Failure = error > 10 mm or missed. Seconds = landmark time per scan after
+but reported (each such case is listed by method, scan and landmark in the JSON's
+``invented_cases``). Failure = error > 10 mm or missed. Seconds = landmark time per scan after
 loading (the load is listed apart). Targets (landmark issue): mean <= 2 mm, p95 <= 4 mm,
 failures <= 1 %, <= 2 s per scan.
 """
@@ -26,12 +27,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ctface.files import portable_path, write_text_atomic
 from ctface.ingest import load_ct
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.volume import CtVolume
@@ -40,7 +43,8 @@ from ctface.landmarks.dataset import TRAINING_NUISANCE
 from ctface.landmarks.metrics import FAILURE_MM, error_summary
 from ctface.phantom import CohortSpec, NuisanceConfig, generate_cohort
 
-RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
 METHODS = ("ct-fan", "surface-fit", "auto", "prone", "left-lateral")
 TURNS = {"prone": 180.0, "left-lateral": 90.0}
 
@@ -67,6 +71,7 @@ def main() -> None:
     ap.add_argument("--cohort", type=Path, help="reuse this cohort folder")
     ap.add_argument("--nuisance", choices=("training", "default"), default="training")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", type=Path, default=RESULTS / "landmarks.json")
     args = ap.parse_args()
     methods = args.methods.split(",")
     if args.cohort and (args.cohort / "manifest.csv").exists():
@@ -85,7 +90,8 @@ def main() -> None:
     missed = {m: 0 for m in methods}
     invented = {m: 0 for m in methods}
     seconds = {m: [] for m in methods}
-    load_s, worst = [], []
+    load_s, worst, invented_cases = [], [], []
+    load_before = os.getloadavg()[0]
     for n, row in enumerate(rows):
         truth = json.loads((cohort / row["truth"]).read_text())["landmarks"]
         lps = np.array([truth[k]["lps"] for k in LANDMARKS])
@@ -115,11 +121,12 @@ def main() -> None:
                     e[i] = float(np.linalg.norm(p - pts[i]))
                 elif p is not None:
                     invented[m] += 1
+                    invented_cases.append((m, row["scan_id"], LANDMARKS[i]))
             errors[m].append(e)
             if np.nanmax(np.where(np.isinf(e), 99, e), initial=0) > FAILURE_MM:
                 worst.append((m, row["scan_id"], np.round(e, 1).tolist()))
         print(f"{n + 1}/{len(rows)} {row['scan_id']} load {load_s[-1]:.1f} s", flush=True)
-    report = {"cohort": str(cohort), "scans": len(rows), "seed": args.seed,
+    report = {"cohort": portable_path(cohort, REPO), "scans": len(rows), "seed": args.seed,
               "nuisance": args.nuisance, "load_s_mean": round(float(np.mean(load_s)), 3),
               "methods": {}}  # fmt: skip
     print(f"\nheld-out phantoms: {len(rows)} scans (seed {args.seed}, {args.nuisance} "
@@ -139,15 +146,20 @@ def main() -> None:
               f"{sec.mean():.2f} max {sec.max():.2f}\n")  # fmt: skip
         report["methods"][m] = {"errors": summ, "missed": missed[m], "invented": invented[m],
                                 "seconds_mean": round(float(sec.mean()), 3),
-                                "seconds_max": round(float(sec.max()), 3)}  # fmt: skip
+                                "seconds_max": round(float(sec.max()), 3),
+                                "seconds_per_scan": [round(float(s), 2) for s in sec]}  # fmt: skip
     report["failures"] = worst
+    report["invented_cases"] = invented_cases
     report["date"] = time.strftime("%Y-%m-%d")
+    # other jobs on the machine slow every timing: the 1-minute load average before and after
+    report["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    report["cpu_count"] = os.cpu_count()
+    opts = {k: portable_path(v, REPO) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report["command"] = "benchmarks/landmarks.py " + " ".join(
-        f"--{k} {v}" for k, v in vars(args).items() if v is not None
+        f"--{k} {v}" for k, v in opts.items() if v is not None
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "landmarks.json").write_text(json.dumps(report, indent=1))
-    print(f"wrote {RESULTS / 'landmarks.json'}")
+    write_text_atomic(args.out, json.dumps(report, indent=1))
+    print(f"wrote {portable_path(args.out, REPO)}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Phantom generator speed and memory per scan, by slice spacing (0.5 mm pixels, 512 matrix).
 
 Run: .venv/bin/python benchmarks/phantom.py [--slices 0.6 1 2 5] [--repeats 2]
-Each configuration runs in a fresh child process so its peak RSS is its own.
+     [--devices drawn all] [--out FILE.json]
+Each configuration runs in a fresh child process so its peak RSS is its own. Every run and a
+summary per slice spacing go to ``benchmarks/results/phantom.json`` (or ``--out``).
 Target (issue 2): <= 10 s and <= 2 GB per scan at 0.5 mm in-plane, 1 mm slices, on 2 cores.
 """
 
@@ -9,10 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+from ctface.files import portable_path, write_text_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
 
 CHILD = r"""
 import json, sys, time, dataclasses, resource, numpy as np
@@ -51,7 +60,10 @@ def main() -> None:
         default=["drawn", "all"],
         help="'drawn': nuisances as drawn; 'all': mask + ET tube + metal forced",
     )
+    ap.add_argument("--out", type=Path, default=RESULTS / "phantom.json")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
+    rows = []
     head = ("slice mm", "slices", "devices", "synth s", "write s", "total s", "peak MB")
     print(" ".join(f"{h:>8}" for h in head))
     runs = [(t, d, s) for t in args.slices for d in args.devices for s in range(args.repeats)]
@@ -65,11 +77,42 @@ def main() -> None:
             wall = time.perf_counter() - t
         r = json.loads(res.stdout.strip().splitlines()[-1])
         total = r["synth_s"] + r["write_s"]
+        rows.append({
+            "slice_mm": thick, "devices": dev, "seed": seed, "slices": r["slices"],
+            "synth_s": round(r["synth_s"], 2), "write_s": round(r["write_s"], 2),
+            "total_s": round(total, 2), "peak_mb": round(r["peak_mb"]),
+            "process_s": round(wall, 1), "mask": r["mask"], "tube": r["tube"],
+        })  # fmt: skip
         print(
             f"{thick:8.2f} {r['slices']:8d} {dev:>8} {r['synth_s']:8.2f} {r['write_s']:8.2f} "
             f"{total:8.2f} {r['peak_mb']:8.0f}   (process {wall:.1f} s; "
             f"mask={r['mask']}, tube={r['tube']})"
         )
+    summary = {}
+    for thick in args.slices:
+        sel = [r for r in rows if r["slice_mm"] == thick]
+        summary[str(thick)] = {
+            "runs": len(sel),
+            "total_s_min": min(r["total_s"] for r in sel),
+            "total_s_max": max(r["total_s"] for r in sel),
+            "peak_mb_min": min(r["peak_mb"] for r in sel),
+            "peak_mb_max": max(r["peak_mb"] for r in sel),
+        }
+    slices = " ".join(f"{s:g}" for s in args.slices)
+    opts = f"--slices {slices} --repeats {args.repeats} --devices {' '.join(args.devices)}"
+    out = {
+        "date": time.strftime("%Y-%m-%d"),
+        "pixel_mm": 0.5,
+        "matrix": 512,
+        "cpu_count": os.cpu_count(),
+        # other jobs on the machine slow every timing: the 1-minute load average before/after
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "summary_by_slice_mm": summary,
+        "runs": rows,
+        "command": f"python benchmarks/phantom.py {opts}",
+    }
+    write_text_atomic(args.out, json.dumps(out, indent=1))
+    print(f"wrote {portable_path(args.out, REPO)}")
 
 
 if __name__ == "__main__":

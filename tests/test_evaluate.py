@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -165,7 +166,9 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_two_fold_run_writes_a_report(tiny_cohort: Path, tmp_path: Path, cli: Cli) -> None:
+def test_two_fold_run_writes_a_report(
+    tiny_cohort: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "report"
     r = cli("evaluate", "--cohort", str(tiny_cohort), "--folds", "2", "--iterations", "3",
             "--method", "ours", "--method", "resnet10-3d:rot=1", "--method", "pointnet",
@@ -191,10 +194,35 @@ def test_two_fold_run_writes_a_report(tiny_cohort: Path, tmp_path: Path, cli: Cl
     assert "Proposed (depth images pretrained)" in (out / "tables.md").read_text()
     work = out / "work"
     assert len(list(work.iterdir())) == 4
-    r = cli("evaluate", "--cohort", str(tiny_cohort), "--folds", "2", "--iterations", "3",
-            "--method", "pointnet", "--bootstrap", "0", "--out", str(tmp_path / "again"),
-            "--work", str(work))  # fmt: skip
-    assert r.returncode == 0 and len(list(work.iterdir())) == 4  # folds reused, not retrained
+    (points,) = work.glob("pointnet-*")
+    folds = sorted(points.glob("fold*.npz"))
+    assert [f.name for f in folds] == ["fold0.npz", "fold1.npz"]
+    before = {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in folds}
+    from ctface.evaluate import harness
+
+    trained: list[str] = []
+    real_run_fold = harness.run_fold
+
+    def run_fold(m: Any, data: Any, train: Any, test: Any, seed: int, work: Path,
+                 progress: Any = None) -> Any:  # fmt: skip
+        trained.append(work.name)  # the fold's training folder: w<fold>
+        return real_run_fold(m, data, train, test, seed, work, progress)
+
+    monkeypatch.setattr(harness, "run_fold", run_fold)
+    again = ("evaluate", "--cohort", str(tiny_cohort), "--folds", "2", "--iterations", "3",
+             "--method", "pointnet", "--bootstrap", "0", "--work", str(work))  # fmt: skip
+    r = cli(*again, "--out", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+    assert trained == [] and len(list(work.iterdir())) == 4  # folds reused, not retrained
+    assert {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in folds} == before
+    again_rep = json.loads((tmp_path / "again" / "report.json").read_text())
+    rank1 = lambda rep, i: rep["methods"][i]["protocols"]["cross-scan"]["metrics"]["rank1"]  # noqa: E731
+    assert rank1(again_rep, 0)["folds"] == rank1(rep, 2)["folds"]  # the same fold results
+    (points / "fold1.npz").unlink()  # as if interrupted during fold 1: only it is trained
+    r = cli(*again, "--out", str(tmp_path / "third"))
+    assert r.returncode == 0, r.stderr
+    assert trained == ["w1"] and (points / "fold1.npz").is_file()
+    assert (folds[0].stat().st_ino, folds[0].stat().st_mtime_ns) == before["fold0.npz"]
     r = cli("evaluate", "--tables", "--out", str(out))
     assert r.returncode == 0 and "| 3D ResNet10 (rotation)" in r.stdout
     r = cli("evaluate", "--cohort", str(tmp_path / "none"), "--out", str(tmp_path / "x"))

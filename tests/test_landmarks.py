@@ -91,8 +91,11 @@ def test_training_reduces_loss_and_resumes(
         CtFan(NetConfig(channels=8, depth=2)), item, 1, cfg, 2, tmp_path / "b.ckpt"
     )
     assert len(resumed) == 40
-    assert np.allclose(resumed[:20], losses[:20], rtol=1e-4)
-    assert np.allclose(resumed[20:], losses[20:], rtol=0.05)
+    # exact: every draw of iteration i comes from (seed, stage, i), the checkpoint holds the
+    # weights, Adam's state and the torch RNG, and one process runs the same kernels
+    assert resumed == losses
+    resumed_net = torch.load(tmp_path / "b.ckpt", weights_only=False)["net"]
+    assert all(torch.equal(v, resumed_net[k]) for k, v in net.state_dict().items())
 
 
 def _errors(found: dict[str, np.ndarray | None], lps: np.ndarray) -> np.ndarray:

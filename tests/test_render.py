@@ -102,8 +102,9 @@ def test_depth_is_metric_across_slice_thickness(
         both = np.isfinite(da) & np.isfinite(db)
         face = both & (da > 40.0)  # the face, not the sides of the head
         assert face.sum() > 8000
-        assert np.median(np.abs(da - db)[face]) < 1.0
-        assert np.percentile(np.abs(da - db)[face], 90) < 2.0
+        # measured: median 0.184 / 0.184 mm, 90th percentile 0.419 / 0.471 mm (frontal / turned)
+        assert np.median(np.abs(da - db)[face]) < 0.4
+        assert np.percentile(np.abs(da - db)[face], 90) < 1.0
         assert (np.isfinite(da) != np.isfinite(db)).mean() < 0.01  # same silhouette
         assert np.array_equal(a.normalized[v] == 0, ~np.isfinite(da))
 
@@ -282,4 +283,5 @@ def test_cli_render(thick: tuple[CtVolume, dict[str, Any]], tmp_path: Path, cli:
     air = tmp_path / "air.nii.gz"
     write_nifti(CtVolume(np.full((40, 64, 64), -1000, np.int16), np.diag([3.0, 3, 3, 1])), air)
     res = cli("render", str(air), "--out", str(tmp_path / "a"))
-    assert res.returncode in (4, 6) and res.stderr.count("\n") == 1, res.stderr
+    assert res.returncode == 6 and res.stderr.count("\n") == 1, res.stderr  # no usable face
+    assert "No head in the field of view" in res.stderr and not (tmp_path / "a").exists()

@@ -37,8 +37,9 @@ def test_real_ct_renders_a_face(name: str) -> None:
     face_px = np.isfinite(frontal).sum() * r.mm_per_pixel**2
     assert face_px > 120 * 100, f"only {face_px:.0f} mm2 of skin in the frontal view"
     # metric depth: the face spans a few cm in front of the reference plane, not more
+    # (measured 79.6 mm InVesalius, 81.7 mm headsq, 77.8 mm Visible Human)
     relief = np.nanpercentile(frontal, 99) - np.nanpercentile(frontal, 5)
-    assert 20 < relief < 130, relief
+    assert 65 < relief < 95, relief
     missing = set(r.face_region["missing"])
     assert not missing & {"eyes", "nose"}, r.face_region
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder itself may be what failed
+            tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
 
 
@@ -29,3 +31,10 @@ def save_npz_atomic(path: Path, **arrays: Any) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, allow_pickle=False, **arrays)
     os.replace(tmp, path)
+
+
+def portable_path(path: str | Path, base: Path | None = None) -> str:
+    """``path`` as reports and results record it, with no machine path: relative to ``base``
+    (default: the current folder) when it lies inside it, else the last part of its name."""
+    p, root = Path(path).resolve(), (base or Path.cwd()).resolve()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else p.name

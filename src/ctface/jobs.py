@@ -1,13 +1,25 @@
 """Run one function over many argument tuples, in this process or in a process pool, in order,
-with a progress callback after each result (the caches of training examples use it)."""
+with a progress callback after each result (the caches of training examples use it).
+
+Workers are started by a fork server, not forked from the caller: a process that has already
+run torch (thread pools, OpenMP) can deadlock a child forked from it (seen: the test suite hung
+in `prepare_cohort(jobs=2)` after earlier tests had embedded images)."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def process_pool(jobs: int) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` worker processes started cleanly (see the module docstring)."""
+    return ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("forkserver")
+    )
 
 
 def map_jobs(
@@ -25,7 +37,7 @@ def map_jobs(
             if progress:
                 progress(r)
         return out
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with process_pool(jobs) as pool:
         for r in pool.map(fn, *zip(*args, strict=True)):
             out.append(r)
             if progress:

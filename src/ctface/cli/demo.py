@@ -47,7 +47,7 @@ def _blank_patient_id(series: Path, out: Path) -> Path:
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the demo's files."),
     jobs: int = typer.Option(
-        min(4, os.cpu_count() or 1), "--jobs", min=1, help="Worker processes (~1.5 GB each)."
+        min(4, os.cpu_count() or 1), "--jobs", min=1, help="Worker processes."
     ),
 ) -> None:
     """Synthetic hospital -> enroll with IDs -> identify a rescan with a lost PatientID and a

@@ -13,6 +13,7 @@ import typer
 from ctface.cli.common import progress_bar, report
 from ctface.cli.main import app
 from ctface.errors import InvalidInputError
+from ctface.files import portable_path
 
 PRESETS = ("table1", "table2", "tables")
 
@@ -118,10 +119,12 @@ def _run(
             runs.append(run_method(m, data, folds, seed, work, tick))
             bar.update(task, completed=folds * n)
         task = bar.add_task("report", total=len(runs), info="")
-        command = (f"ctface evaluate --cohort {cohort} --folds {folds} --seed {seed} --bootstrap "
-                   f"{n_boot} " + " ".join(f"--protocol {p}" for p in protocols) + " "
-                   + " ".join(f"--method '{s}'" for s in specs) + f" --out {out}")  # fmt: skip
-        settings = {"folds": folds, "seed": seed, "command": command, "cache": str(cache)}
+        where = f"--cohort {portable_path(cohort)} --out {portable_path(out)}"
+        command = (f"ctface evaluate {where} --folds {folds} --seed {seed} --bootstrap {n_boot} "
+                   + " ".join(f"--protocol {p}" for p in protocols) + " "
+                   + " ".join(f"--method '{s}'" for s in specs))  # fmt: skip
+        settings = {"folds": folds, "seed": seed, "command": command,
+                    "cache": portable_path(cache)}  # fmt: skip
         result = build_report(runs, data, protocols, settings, n_boot,
                               lambda i, n: bar.update(task, completed=i))  # fmt: skip
     files = write_report(result, out)

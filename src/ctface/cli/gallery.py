@@ -30,6 +30,11 @@ app.add_typer(gallery_app, name="gallery")
 
 DB_HELP = "Gallery database (default $CTFACE_GALLERY or ~/.local/share/ctface/gallery.db)."
 FMR_HELP = "False-match rate the decision threshold is calibrated to (per comparison)."
+OUT_HELP = "Calibration file (--cohort: default calibration.json; --gallery: also write one)."
+CALIBRATION_HELP = (
+    "Calibration file (default: the gallery's own from `ctface calibrate --gallery`, else the "
+    "shipped one)."
+)
 
 
 def _db(db: Path | None) -> Path:
@@ -38,14 +43,26 @@ def _db(db: Path | None) -> Path:
     return db if db is not None else default_path()
 
 
-def _models(weights: Path | None, calibration: Path | None) -> tuple[Any, Any]:
+def _model(weights: Path | None) -> Any:
     from ctface.embed.embedder import FaceEmbedder
+
+    return FaceEmbedder.load(weights)
+
+
+def _calibration(path: Path | None, stored: Any, model_version: str) -> Any:
+    """The decision calibration: ``--calibration FILE``, else the gallery's own (``stored``,
+    from ``ctface calibrate --gallery``) when it is for this model, else the shipped one."""
     from ctface.gallery import Calibration
 
-    model = FaceEmbedder.load(weights)
-    cal = Calibration.load(calibration)
-    cal.check_model(model.version)
-    return model, cal
+    if path is None and stored is not None:
+        if stored.model_version == model_version:
+            return stored
+        err.print(f"note: the gallery's calibration is for model {stored.model_version}, not "
+                  f"{model_version}: using the shipped one", highlight=False, markup=False,
+                  soft_wrap=True)  # fmt: skip
+    cal = Calibration.load(path)
+    cal.check_model(model_version)
+    return cal
 
 
 def _acquire_probe(scan: Path, model: Any, series_uid: str | None, json_out: bool) -> Any:
@@ -73,7 +90,7 @@ def enroll(
     ),
     db: Path | None = typer.Option(None, "--db", help=DB_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes (~1.5 GB each)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry earlier failures."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
@@ -147,7 +164,7 @@ def identify(
     fmr: float = typer.Option(1e-3, "--fmr", help=FMR_HELP),
     html: Path | None = typer.Option(None, "--html", help="Write a page with the depth images."),
     weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
-    calibration: Path | None = typer.Option(None, "--calibration", help="Calibration file."),
+    calibration: Path | None = typer.Option(None, "--calibration", help=CALIBRATION_HELP),
     series_uid: str | None = typer.Option(None, "--series-uid", help="DICOM series to use."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -156,13 +173,14 @@ def identify(
     from ctface.gallery import identify as decide
 
     path = _db(db)
-    model, cal = _models(weights, calibration)
-    cal.threshold(fmr)  # an impossible FMR fails before the slow work
-    if html is not None and not html.parent.is_dir():
-        raise OutputError(f"cannot write {html}: the folder {html.parent} does not exist")
+    model = _model(weights)
     with Gallery(path) as g:
         g.check_model(model.version)
+        cal = _calibration(calibration, g.calibration(), model.version)
+        cal.threshold(fmr)  # an impossible FMR fails before the slow work
         templates = g.templates(cache=True)
+    if html is not None and not html.parent.is_dir():
+        raise OutputError(f"cannot write {html}: the folder {html.parent} does not exist")
     if not templates.patient_ids:
         raise GalleryError(f"the gallery {path} is empty: enroll scans first")
     t0 = time.perf_counter()
@@ -198,8 +216,8 @@ def print_identification(label: str, result: Any) -> None:
     verdict = (f"[bold green]{escape(result.patient_id)}[/]" if result.patient_id
                else "[bold yellow]not in gallery[/]")  # fmt: skip
     out_console.print(f"{escape(label)}: {verdict} (threshold {t['threshold']:.4f} at FMR "
-                      f"{t['fmr']:g}; {t['impostor_comparisons']} impostor comparisons of "
-                      f"{escape(str(t['calibration']))})", highlight=False,
+                      f"{t['fmr']:g}; calibration: {escape(str(t['calibration']))}, "
+                      f"{t['impostor_comparisons']} impostor comparisons)", highlight=False,
                       soft_wrap=True)  # fmt: skip
     for c in result.candidates:
         mark = "above threshold" if c.score >= t["threshold"] else ""
@@ -212,14 +230,26 @@ def verify(
     scan_a: Path = typer.Argument(..., help="First CT."),
     scan_b: Path = typer.Argument(..., help="Second CT."),
     fmr: float = typer.Option(1e-3, "--fmr", help=FMR_HELP),
+    db: Path | None = typer.Option(
+        None, "--db", help="Decide with this gallery's calibration (default: the shipped one)."
+    ),
     weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
     calibration: Path | None = typer.Option(None, "--calibration", help="Calibration file."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Are two scans the same person? Score, decision, and the measured FMR/FNMR there."""
+    from ctface.gallery import Gallery
     from ctface.gallery import verify as decide
 
-    model, cal = _models(weights, calibration)
+    model = _model(weights)
+    stored = None
+    if db is not None:
+        with Gallery(db) as g:
+            stored = g.calibration()
+        if stored is None and calibration is None:
+            err.print(f"note: {db} has no calibration (`ctface calibrate --gallery`): using the "
+                      "shipped one", highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+    cal = _calibration(calibration, stored, model.version)
     cal.threshold(fmr)
     a = _acquire_probe(scan_a, model, None, json_out)
     b = _acquire_probe(scan_b, model, None, json_out)
@@ -228,21 +258,42 @@ def verify(
            "model_version": model.version}  # fmt: skip
     word = "same person" if result.same_person else "different people"
     line = (f"score {result.score:.4f}: {word} (threshold {result.threshold['threshold']:.4f} at "
-            f"FMR {fmr:g}); at this score FMR {result.fmr_at_score:.2e}, "
-            f"FNMR {result.fnmr_at_score:.3f}")  # fmt: skip
+            f"FMR {fmr:g}; calibration: {cal.label}); at this score FMR "
+            f"{result.fmr_at_score:.2e}, FNMR {result.fnmr_at_score:.3f}")  # fmt: skip
     report(out, json_out, line)
 
 
 @app.command()
 def calibrate(
-    cohort: Path = typer.Option(..., "--cohort", help="A `ctface phantom` cohort not trained on."),
+    cohort: Path | None = typer.Option(
+        None, "--cohort", help="A `ctface phantom` cohort not trained on (writes --out)."
+    ),
+    gallery: Path | None = typer.Option(
+        None, "--gallery", help="A gallery: estimate from its own patients, store it there."
+    ),
     cache: Path | None = typer.Option(None, "--cache", help="Depth cache (default COHORT/depth)."),
-    out: Path = typer.Option(Path("calibration.json"), "--out", help="Calibration file."),
-    weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes."),
+    out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
+    weights: Path | None = typer.Option(None, "--weights", help="Recognition model (--cohort)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes (--cohort)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Measure genuine and impostor scores on a cohort: the thresholds of `identify`/`verify`."""
+    """Measure genuine and impostor scores: the thresholds of `identify`/`verify`. --cohort:
+    phantoms (the shipped file); --gallery: the site's own scans (exit 7: too few patients
+    scanned twice)."""
+    if (cohort is None) == (gallery is None):
+        both = "they exclude each other: give one"
+        raise typer.BadParameter(both if cohort else "give one of them",
+                                 param_hint="'--cohort DIR' / '--gallery DB'")  # fmt: skip
+    if gallery is not None:
+        _calibrate_gallery(gallery, out, json_out)
+    else:
+        assert cohort is not None
+        _calibrate_cohort(cohort, cache, out or Path("calibration.json"), weights, jobs, json_out)
+
+
+def _calibrate_cohort(
+    cohort: Path, cache: Path | None, out: Path, weights: Path | None, jobs: int, json_out: bool
+) -> None:
     import numpy as np
 
     from ctface.embed.embedder import FaceEmbedder
@@ -261,8 +312,8 @@ def calibrate(
             bar.advance(task)
     subjects = np.array([ex.subject_id for ex in scans.examples])
     prov: dict[str, Any] = {
-        "cohort": str(cohort),
-        "cohort_path": str(cohort),
+        "cohort": cohort.name,
+        "cohort_path": cohort.name,  # no machine path in a file that may be shipped
         "failures_to_acquire": scans.failures,
         "command": "ctface calibrate",
     }
@@ -292,6 +343,49 @@ def calibrate(
                 f"FMR {k}: t={v['threshold']} FNMR={v['fnmr']}" if v else f"FMR {k}: n/a"
                 for k, v in rows.items()))  # fmt: skip
     report(summary, json_out, line)
+
+
+def _calibrate_gallery(db: Path, out: Path | None, json_out: bool) -> None:
+    """``ctface calibrate --gallery``: estimate (``gallery/site.py``), store, report."""
+    from ctface.gallery import Gallery
+    from ctface.gallery.site import estimate
+
+    with Gallery(db) as g:
+        if g.model_version is None:
+            raise GalleryError(f"the gallery {db} is empty: enroll scans first")
+        prov = {"command": "ctface calibrate --gallery", "gallery": db.name}
+        site = estimate(g.templates(), g.model_version, prov)
+        g.save_calibration(site.calibration)
+    if out is not None:
+        try:
+            site.calibration.save(out)
+        except OSError as e:
+            raise OutputError(f"cannot write {out}: {e}") from e
+    summary = {"db": str(db), "out": str(out) if out else None, **site.to_json()}
+    report(summary, json_out, _site_lines(db, site))
+
+
+def _site_lines(db: Path, site: Any) -> str:
+    """The site calibration for people: pairs, operating points, suspected label errors."""
+    cal, p = site.calibration, site.to_json()["pairs"]
+    lines = [f"stored in {db}: {cal.label}; excluded {p['genuine']['excluded']} same-ID pairs "
+             f"scoring as two people, {p['impostor']['excluded']} different-ID pairs scoring as "
+             "one person" + (" (different-ID pairs: a random sample)" if site.impostor_sampled
+                             else "")]  # fmt: skip
+    for key, pt in site.points.items():
+        if pt is None:
+            lines.append(f"FMR {key}: not resolvable ({len(cal.impostor):,} impostor pairs)")
+            continue
+        lo, hi = pt.fmr_ci95
+        glo, ghi = pt.fnmr_ci95
+        lines.append(f"FMR {key}: threshold {pt.threshold:.4f}, FMR {pt.fmr:.2e} (95 % CI "
+                     f"{lo:.1e}-{hi:.1e}), FNMR {pt.fnmr:.1%} ({glo:.1%}-{ghi:.1%})")  # fmt: skip
+    scans = site.suspected_scans()
+    if scans:
+        top = ", ".join(f"{k} ({n})" for k, n in scans[:10])
+        lines.append(f"suspected label errors: {len(site.suspects)} pairs; scans in most of "
+                     f"them (scan key, pairs): {top}; --json lists them")  # fmt: skip
+    return "\n".join(lines)
 
 
 @gallery_app.command("list")

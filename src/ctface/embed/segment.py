@@ -123,6 +123,7 @@ def train_segmenter(
 ) -> tuple[FaceSegmenter, list[float]]:
     """Train on inputs ``x`` and masks ``y`` (``segmenter_data``); random flips left-right
     (a mirrored face is a face) and 90-degree turns are not used (the camera is upright)."""
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     net = FaceSegmenter()
 

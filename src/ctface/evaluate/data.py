@@ -51,6 +51,8 @@ class CohortData:
     manifest_scans: int
     segmenter: FaceSegmenter
     segmenter_version: str  # digest of its weights
+    # subject index of each failed scan whose subject has an accepted scan
+    failed_subject: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     _memo: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -110,6 +112,8 @@ def load_cohort(
         if row.get("truth") and truth_path.is_file():
             truth = json.loads(truth_path.read_text())
         nuisance.append(nuisance_groups(row, truth))
+    failed = [r["subject_id"] for r in scans.rows if r["scan_id"] in scans.failures]
+    failed_subject = [subject_ids.index(s) for s in failed if s in subject_ids]
     return CohortData(
         cohort=cohort,
         cache=cache,
@@ -122,6 +126,7 @@ def load_cohort(
         manifest_scans=len(scans.rows),
         segmenter=segmenter,
         segmenter_version=_digest(segmenter),
+        failed_subject=np.array(failed_subject, int),
     )
 
 

@@ -2,7 +2,11 @@
 means more alike.
 
 A set of searches (``Searches``) is a probe x gallery score matrix with each probe's mate (its
-own subject's gallery column, or -1 for a probe whose subject is not enrolled). From it:
+own subject's gallery column, or -1 for a probe whose subject is not enrolled), and the mated
+probes that failed to acquire (no scores). A failed mated search is a miss (ISO/IEC 19795-1
+transaction level; NIST FRTE counts the same): rank-1, the CMC, FNIR and FNMR count it, and
+``rank1_acquired`` leaves it out; the score-only metrics (AUC, EER, VACC) use the scores there
+are. A non-mated search that failed returns no candidate and is not counted. From it:
 rank-1 and the CMC (closed set, mated probes), verification over every probe-gallery pair
 (genuine = probe with its mate, impostor = every other pair): ROC AUC, EER, the paper's
 verification accuracy (balanced accuracy at the best threshold on these scores, "VACC"), FNMR at
@@ -15,11 +19,13 @@ the threshold above every impostor score, i.e. measured FMR 0) and flagged.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import beta, rankdata
 
 from ctface.errors import InvalidInputError
 
@@ -117,6 +123,7 @@ class Searches:
     probe_subject: np.ndarray  # (P,)
     probe_scan: np.ndarray  # (P,)
     gallery_subject: np.ndarray  # (G,)
+    failed_subject: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (F,)
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.scores).all():
@@ -124,9 +131,17 @@ class Searches:
                 "similarity scores are not finite (did the method's training diverge?)"
             )
 
-    def rows(self, idx: np.ndarray) -> Searches:
+    def rows(self, idx: np.ndarray, failed: np.ndarray | None = None) -> Searches:
+        """The searches ``idx`` and the failed ones ``failed`` (indices into
+        ``failed_subject``; none by default)."""
+        lost = self.failed_subject[failed] if failed is not None else self.failed_subject[:0]
         return Searches(self.scores[idx], self.mate[idx], self.probe_subject[idx],
-                        self.probe_scan[idx], self.gallery_subject)  # fmt: skip
+                        self.probe_scan[idx], self.gallery_subject, lost)  # fmt: skip
+
+    @property
+    def attempts(self) -> int:
+        """Mated searches, the failed ones included."""
+        return int(self.mated.sum()) + len(self.failed_subject)
 
     @property
     def mated(self) -> np.ndarray:
@@ -155,57 +170,106 @@ def fnir_at_fpir(s: Searches, fpir: float) -> OperatingPoint:
     t = threshold_at_rate(top, fpir)
     m = s.mated
     own = s.scores[m, s.mate[m]]
-    hit = (s.mate_rank() == 1) & (own >= t)
-    return OperatingPoint(fpir, t, rate_at(top, t, above=True), float(1 - hit.mean()),
+    hits = int(np.sum((s.mate_rank() == 1) & (own >= t)))
+    return OperatingPoint(fpir, t, rate_at(top, t, above=True), 1 - hits / s.attempts,
                           len(top) * fpir >= 1.0)  # fmt: skip
 
 
 def cmc(s: Searches, max_rank: int = CMC_RANKS) -> np.ndarray:
-    """Identification rate at ranks 1..max_rank (mated probes)."""
+    """Identification rate at ranks 1..max_rank (mated searches, failed ones as misses)."""
     r = s.mate_rank()
-    return np.array([(r <= k).mean() for k in range(1, max_rank + 1)])
+    return np.array([(r <= k).sum() / s.attempts for k in range(1, max_rank + 1)])
 
 
 def metric_names(open_set: bool) -> list[str]:
-    names = ["rank1", "vacc", "auc", "eer", *(f"fnmr@fmr={r:g}" for r in FMR_POINTS)]
+    names = ["rank1", "rank1_acquired", "vacc", "auc", "eer",
+             *(f"fnmr@fmr={r:g}" for r in FMR_POINTS)]  # fmt: skip
     return names + [f"fnir@fpir={r:g}" for r in FPIR_POINTS] if open_set else names
 
 
 def summary(s: Searches) -> dict[str, float]:
     """Every scalar metric of a set of searches; NaN where the set cannot give it (no mated
-    probe, no genuine or no impostor pair). FNIR only with non-mated probes."""
+    probe, no genuine or no impostor pair). FNIR only with non-mated probes. Failed mated
+    searches count as misses in rank-1, FNMR and FNIR (one genuine pair each)."""
     out = dict.fromkeys(metric_names(bool((~s.mated).any())), np.nan)
     gen, imp = s.pairs()
+    lost = len(s.failed_subject)
     if len(gen):
-        out["rank1"] = float(np.mean(s.mate_rank() == 1))
+        hits = int(np.sum(s.mate_rank() == 1))
+        out["rank1"], out["rank1_acquired"] = hits / s.attempts, hits / len(gen)
     if len(gen) and len(imp):
         out["vacc"], _ = verification_accuracy(gen, imp)
         out["auc"], out["eer"] = roc_auc(gen, imp), eer(gen, imp)
         for r in FMR_POINTS:
-            out[f"fnmr@fmr={r:g}"] = fnmr_at_fmr(gen, imp, r).error
+            fnmr = fnmr_at_fmr(gen, imp, r).error
+            out[f"fnmr@fmr={r:g}"] = (fnmr * len(gen) + lost) / (len(gen) + lost)
         if (~s.mated).any():
             for r in FPIR_POINTS:
                 out[f"fnir@fpir={r:g}"] = fnir_at_fpir(s, r).error
     return out
 
 
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided confidence interval of the proportion ``k / n``;
+    (nan, nan) when ``n`` is 0."""
+    if n <= 0:
+        return (np.nan, np.nan)
+    a = (1.0 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def failed_probe_count(acquired_subjects: Iterable[str], failed_subjects: Iterable[str]) -> int:
+    """Probe transactions lost to failures to acquire in a cross-scan test: every failed scan
+    of a subject with an acquired scan was a probe; of a subject with none, all but one (that
+    one was the gallery entry, a failure to enroll)."""
+    acquired = set(acquired_subjects)
+    failed = Counter(failed_subjects)
+    return sum(n if s in acquired else n - 1 for s, n in failed.items())
+
+
+def pair_scores(templates: np.ndarray, subject: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of scans once: (genuine, impostor) similarities, each sorted ascending."""
+    sim = templates @ templates.T
+    i, j = np.triu_indices(len(subject), k=1)
+    same = subject[i] == subject[j]
+    return np.sort(sim[i, j][same]), np.sort(sim[i, j][~same])
+
+
 @dataclass(frozen=True)
 class CrossScanResult:
+    """Cross-scan identification and verification. A probe scan that failed to acquire counts
+    as a missed search (ISO/IEC 19795-1 transaction level): ``rank1`` = hits / (probes +
+    failed probes), with its exact 95 % CI; ``rank1_acquired`` leaves the failures out."""
+
     rank1: float
+    rank1_ci95: tuple[float, float]
+    rank1_acquired: float
+    hits: int
     auc: float
     n_subjects: int
-    n_probes: int
+    n_probes: int  # probes that went through the pipeline
+    n_failed_probes: int  # probes refused by the pipeline (failures to acquire)
     n_genuine: int
     n_impostor: int
     verification_accuracy: float  # best threshold on these scores (the paper's VACC)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: round(v, 5) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        def r(v: Any) -> Any:
+            if isinstance(v, tuple):
+                return [r(x) for x in v]
+            return round(v, 5) if isinstance(v, float) else v
+
+        return {k: r(v) for k, v in asdict(self).items()}
 
 
-def cross_scan(templates: np.ndarray, subject: np.ndarray) -> CrossScanResult:
+def cross_scan(
+    templates: np.ndarray, subject: np.ndarray, failed_probes: int = 0
+) -> CrossScanResult:
     """``templates`` (n_scans, D) unit vectors, ``subject`` (n_scans,) labels, scans in order:
-    each subject's first scan is its gallery entry, the others are probes."""
+    each subject's first scan is its gallery entry, the others are probes. ``failed_probes``:
+    probe scans the pipeline refused (``failed_probe_count``), counted as misses."""
     labels, first = np.unique(subject, return_index=True)
     probes = np.setdiff1d(np.arange(len(subject)), first)
     if len(probes) == 0:
@@ -213,11 +277,17 @@ def cross_scan(templates: np.ndarray, subject: np.ndarray) -> CrossScanResult:
     own = np.searchsorted(labels, subject[probes])
     s = Searches(templates[probes] @ templates[first].T, own, own, probes, np.arange(len(labels)))
     gen, imp = s.pairs()
+    hits = int(np.sum(s.mate_rank() == 1))  # ties count against the mate
+    attempts = len(probes) + failed_probes
     return CrossScanResult(
-        rank1=float(np.mean(s.mate_rank() == 1)),  # ties count against the mate
+        rank1=hits / attempts,
+        rank1_ci95=clopper_pearson(hits, attempts),
+        rank1_acquired=hits / len(probes),
+        hits=hits,
         auc=roc_auc(gen, imp),
         n_subjects=len(labels),
         n_probes=len(probes),
+        n_failed_probes=failed_probes,
         n_genuine=len(gen),
         n_impostor=len(imp),
         verification_accuracy=verification_accuracy(gen, imp)[0],

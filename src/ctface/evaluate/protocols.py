@@ -8,6 +8,11 @@
 - ``open-set``: half of the test subjects (at random, among those with two or more scans) are
   enrolled as in cross-scan; their other scans are mated probes, every scan of the others is a
   non-mated probe.
+
+A scan of a test subject that the pipeline refused (failure to acquire) is a failed mated
+search of that subject when the subject is enrolled (``Searches.failed_subject``; in the paper
+protocol one per view it would have had); a refused scan of a subject who is not enrolled would
+have been a non-mated search and is not counted.
 """
 
 from __future__ import annotations
@@ -54,12 +59,12 @@ class FoldEmbeddings:
 
 def _searches(
     emb: np.ndarray, subj: np.ndarray, scan: np.ndarray, gallery: np.ndarray, probes: np.ndarray,
-    enrolled: np.ndarray,
+    enrolled: np.ndarray, failed: np.ndarray,
 ) -> Searches:  # fmt: skip
     col = {int(s): k for k, s in enumerate(enrolled)}
     mate = np.array([col.get(int(s), -1) for s in subj[probes]], int)
     return Searches(emb[probes] @ emb[gallery].T, mate, subj[probes], scan[probes],
-                    subj[gallery])  # fmt: skip
+                    subj[gallery], failed[np.isin(failed, enrolled)])  # fmt: skip
 
 
 def _first_scans(subject: np.ndarray) -> np.ndarray:
@@ -67,8 +72,17 @@ def _first_scans(subject: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def searches(t: FoldEmbeddings, protocol: str, rng: np.random.Generator) -> Searches:
-    """The searches of ``protocol`` on one fold's test embeddings."""
+def searches(
+    t: FoldEmbeddings,
+    protocol: str,
+    rng: np.random.Generator,
+    failed_subject: np.ndarray | None = None,
+) -> Searches:
+    """The searches of ``protocol`` on one fold's test embeddings. ``failed_subject``: the
+    cohort subject index of every scan that failed to acquire (any fold; those of this fold's
+    enrolled subjects become failed searches)."""
+    failed = np.zeros(0, int) if failed_subject is None else np.asarray(failed_subject, int)
+    failed = failed[np.isin(failed, t.subject)]
     if protocol == "paper":
         if t.images is not None and t.image_scan is not None:
             emb, unit_scan = t.images, t.image_scan
@@ -77,11 +91,13 @@ def searches(t: FoldEmbeddings, protocol: str, rng: np.random.Generator) -> Sear
         subj, scan = t.subject[unit_scan], t.scan[unit_scan]
         gallery = np.array([rng.choice(np.flatnonzero(subj == s)) for s in np.unique(subj)])
         probes = np.setdiff1d(np.arange(len(subj)), gallery)
-        return _searches(emb, subj, scan, gallery, probes, subj[gallery])
+        per_scan = len(unit_scan) // len(t.scan)  # views per scan (1 for one input per scan)
+        lost = np.repeat(failed, per_scan)
+        return _searches(emb, subj, scan, gallery, probes, subj[gallery], lost)
     first = _first_scans(t.subject)
     if protocol == "cross-scan":
         probes = np.setdiff1d(np.arange(len(t.scan)), first)
-        return _searches(t.templates, t.subject, t.scan, first, probes, t.subject[first])
+        return _searches(t.templates, t.subject, t.scan, first, probes, t.subject[first], failed)
     if protocol == "open-set":
         subjects, counts = np.unique(t.subject, return_counts=True)
         multi = rng.permutation(subjects[counts >= 2])  # an enrolled subject has a mated probe
@@ -89,5 +105,6 @@ def searches(t: FoldEmbeddings, protocol: str, rng: np.random.Generator) -> Sear
         enrolled = np.sort(multi[:n])
         gallery = first[np.isin(t.subject[first], enrolled)]
         probes = np.setdiff1d(np.arange(len(t.scan)), gallery)
-        return _searches(t.templates, t.subject, t.scan, gallery, probes, t.subject[gallery])
+        return _searches(t.templates, t.subject, t.scan, gallery, probes, t.subject[gallery],
+                         failed)  # fmt: skip
     raise ValueError(f"unknown protocol {protocol!r}; one of {PROTOCOLS}")

@@ -19,12 +19,12 @@ from ctface.evaluate.data import CohortData
 from ctface.evaluate.harness import MethodRun
 from ctface.evaluate.results import protocol_result
 from ctface.evaluate.tables import TABLE_I, TABLE_II, metric_text, render_tables
-from ctface.files import write_text_atomic
+from ctface.files import portable_path, write_text_atomic
 
 FORMAT = "ctface-evaluation-1"
 MAX_PLOTTED = 6
-HEADLINE = ("rank1", "vacc", "auc", "eer", "fnmr@fmr=0.01", "fnmr@fmr=0.001", "fnmr@fmr=0.0001",
-            "fnir@fpir=0.01", "fnir@fpir=0.003")  # fmt: skip
+HEADLINE = ("rank1", "rank1_acquired", "vacc", "auc", "eer", "fnmr@fmr=0.01", "fnmr@fmr=0.001",
+            "fnmr@fmr=0.0001", "fnir@fpir=0.01", "fnir@fpir=0.003")  # fmt: skip
 
 
 def method_label(spec: str) -> str:
@@ -67,7 +67,7 @@ def build_report(
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": {**settings, "bootstrap": n_boot, "protocols": protocols},
         "cohort": {
-            "path": str(data.cohort),
+            "path": portable_path(data.cohort),
             "scans": data.manifest_scans,
             "scans_evaluated": len(data.scan_ids),
             "subjects": len(data.subject_ids),
@@ -191,13 +191,17 @@ def report_html(report: dict[str, Any]) -> str:
         head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
         parts += [
             f"<h2>Protocol: {html.escape(protocol)}</h2>",
-            "<p>mean ± SD over folds [subject-level bootstrap 95 % CI]</p>",
+            "<p>mean ± SD over folds [subject-level bootstrap 95 % CI]; rank-1, FNMR and FNIR "
+            "count a probe that failed to acquire as a miss (rank1_acquired leaves it out)</p>",
             "<table><tr><th>method</th><th>gallery</th><th>probes</th>" + head + "</tr>",
         ]
         for m in have:
             r = m["protocols"][protocol]
             cells = "".join(f"<td>{_metric_cell(k, r)}</td>" for k in keys)
-            probes = f"{r['probes']['mated']} + {r['probes']['non_mated']} non-mated"
+            lost = r["probes"].get("failed_to_acquire", 0)
+            probes = f"{r['probes']['mated']} + {r['probes']['non_mated']} non-mated" + (
+                f" + {lost} failed" if lost else ""
+            )
             parts.append(f"<tr><td>{html.escape(m['label'])}<br><small>{html.escape(m['spec'])}"
                          f"</small></td><td>1:{np.mean(r['gallery_size']):.0f}</td>"
                          f"<td>{probes}</td>{cells}</tr>")  # fmt: skip

@@ -35,17 +35,23 @@ CURVE_POINTS = 300
 HIST_BINS = np.linspace(-1.0, 1.0, 81)
 
 
-def fold_searches(run: MethodRun, protocol: str, seed: int) -> list[Searches]:
+def fold_searches(
+    run: MethodRun, protocol: str, seed: int, failed_subject: np.ndarray | None = None
+) -> list[Searches]:
+    """Each fold's searches; ``failed_subject``: the subjects of the scans that failed to
+    acquire (``CohortData.failed_subject``), counted as failed searches."""
     p = PROTOCOLS.index(protocol)
     rngs = [np.random.default_rng([seed, i, p]) for i in range(len(run.folds))]
-    return [searches(f, protocol, rng) for f, rng in zip(run.folds, rngs, strict=True)]
+    return [searches(f, protocol, rng, failed_subject)
+            for f, rng in zip(run.folds, rngs, strict=True)]  # fmt: skip
 
 
 def _resample(s: Searches, rng: np.random.Generator) -> Searches:
-    subjects = np.unique(s.probe_subject)
+    subjects = np.unique(np.concatenate([s.probe_subject, s.failed_subject]))
     pick = rng.choice(subjects, len(subjects), replace=True)
     rows = np.concatenate([np.flatnonzero(s.probe_subject == x) for x in pick])
-    return s.rows(rows)
+    lost = np.concatenate([np.flatnonzero(s.failed_subject == x) for x in pick])
+    return s.rows(rows, lost)
 
 
 def _fold_mean(per_fold: list[dict[str, float]], key: str) -> float:
@@ -96,7 +102,7 @@ def protocol_result(
     run: MethodRun, protocol: str, data: CohortData, seed: int, n_boot: int = BOOTSTRAP
 ) -> dict[str, Any]:
     """Everything the report shows of ``run`` under ``protocol``."""
-    ss = fold_searches(run, protocol, seed)
+    ss = fold_searches(run, protocol, seed, data.failed_subject)
     per_fold = [summary(s) for s in ss]
     ci = bootstrap(ss, n_boot, seed) if n_boot > 0 else {}
     metrics = {}
@@ -126,6 +132,7 @@ def protocol_result(
         "gallery_size": [int(s.scores.shape[1]) for s in ss],
         "probes": {
             "mated": int(sum(s.mated.sum() for s in ss)),
+            "failed_to_acquire": int(sum(len(s.failed_subject) for s in ss)),
             "non_mated": int(sum((~s.mated).sum() for s in ss)),
         },  # fmt: skip
         "comparisons": {"genuine": len(gen), "impostor": len(imp)},

@@ -7,9 +7,8 @@ Codes (``FailureToAcquire.code``):
 - ``thick-slices``: slices thicker than ``MAX_SLICE_MM`` (the range the model was trained and
   tested on: the phantoms' 0.6-5 mm).
 - ``face-incomplete``: the eyes or the nose are outside the field of view or without skin.
-- ``face-covered``: the face separation kept under ``MIN_FACE_FRACTION`` of the image (on the
-  held-out phantoms, every scan's face covered 33-63 %; an RT mask moulded on the face is kept
-  as face and is not refused).
+- ``face-covered``: the face separation kept under ``MIN_FACE_FRACTION`` of the image (an RT
+  mask moulded on the face is kept as face and is not refused).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ impostor comparisons reach; ``fmr_at`` / ``fnmr_at`` give the measured rates at 
 An FMR below 1 / (impostor comparisons) cannot be estimated and is refused.
 
 The shipped calibration (``CALIBRATION``, beside the model weights) is rebuilt with
-``ctface calibrate`` (the model card gives the cohort).
+``ctface calibrate --cohort`` (the model card gives the cohort); ``ctface calibrate --gallery``
+estimates one from a gallery's own patients (``gallery/site.py``) and stores it there.
+``label`` says which one a decision used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from ctface.embed.embedder import WEIGHTS
 from ctface.errors import GalleryError, InvalidInputError, MissingDataError
-from ctface.evaluate.metrics import rate_at, threshold_at_rate
+from ctface.evaluate.metrics import pair_scores, rate_at, threshold_at_rate
 
 CALIBRATION = WEIGHTS.with_name("calibration.json")
 FORMAT = "ctface-calibration-1"
@@ -35,6 +37,16 @@ class Calibration:
     genuine: np.ndarray  # sorted similarities of same-person pairs of scans
     impostor: np.ndarray  # sorted similarities of different-person pairs
     provenance: dict[str, Any]
+    source: str = ""  # where it was read from: a file name, or "gallery"
+
+    @property
+    def label(self) -> str:
+        """Which calibration this is, as decisions print it."""
+        p = self.provenance
+        if self.source == "gallery":
+            return (f"gallery ({p.get('date', '?')}, {len(self.genuine):,} genuine / "
+                    f"{len(self.impostor):,} impostor pairs)")  # fmt: skip
+        return f"{self.source or 'calibration'} ({p.get('cohort', '?')})"
 
     def threshold(self, fmr: float = DEFAULT_FMR) -> float:
         """Lowest score reached by at most ``fmr`` of the impostor comparisons."""
@@ -72,7 +84,7 @@ class Calibration:
             "fnmr_at_threshold": round(self.fnmr_at(t), 4),
             "impostor_comparisons": len(self.impostor),
             "genuine_comparisons": len(self.genuine),
-            "calibration": self.provenance.get("cohort", "?"),
+            "calibration": self.label,
         }
 
     def save(self, path: Path) -> None:
@@ -105,18 +117,17 @@ class Calibration:
                 raise ValueError("no scores")
         except (ValueError, KeyError, TypeError) as e:
             raise MissingDataError(f"decision calibration unreadable: {p} ({e})") from e
-        return cls(str(data["model_version"]), gen, imp, dict(data.get("provenance", {})))
+        name = f"shipped {p.name}" if p == CALIBRATION else p.name
+        return cls(str(data["model_version"]), gen, imp, dict(data.get("provenance", {})), name)
 
 
 def calibrate(
     templates: np.ndarray, subject: np.ndarray, model_version: str, provenance: dict[str, Any]
 ) -> Calibration:
     """Every pair of scans: same subject -> genuine, different subjects -> impostor."""
-    sim = templates @ templates.T
-    i, j = np.triu_indices(len(subject), k=1)
-    same = subject[i] == subject[j]
-    if not same.any() or same.all():
+    genuine, impostor = pair_scores(templates, subject)
+    if len(genuine) == 0 or len(impostor) == 0:
         raise InvalidInputError("calibration needs people with two or more scans, and 2+ people")
     info = {**provenance, "date": dt.date.today().isoformat(), "scans": len(subject),
             "subjects": len(np.unique(subject))}  # fmt: skip
-    return Calibration(model_version, np.sort(sim[i, j][same]), np.sort(sim[i, j][~same]), info)
+    return Calibration(model_version, genuine, impostor, info)

@@ -6,7 +6,9 @@ and study UIDs, the source path, acquisition metadata without dates or names
 Every write is one SQLite transaction (rollback journal, synchronous FULL): a crash or Ctrl-C
 leaves the database as it was before the interrupted scan. All templates of a gallery come from
 one model version (``meta.model_version``, set by the first enrollment); another model's
-templates are refused.
+templates are refused. A site calibration (``ctface calibrate --gallery``) is kept in the table
+``calibration``, made when the first one is stored: galleries without it open as before (and
+older ctface versions, which never read it, open galleries with it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from ctface.errors import GalleryError, MissingDataError, OutputError
 from ctface.gallery.acquire import ScanRecord
+from ctface.gallery.calibration import Calibration
 
 SCHEMA_VERSION = "1"
 CACHE_MIN = 50_000  # templates from which `templates(cache=True)` keeps a file beside the db
@@ -45,6 +48,12 @@ CREATE INDEX scans_patient ON scans(patient_id);
 CREATE TABLE failures (
     digest TEXT PRIMARY KEY, source TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
     at TEXT NOT NULL);
+"""
+
+CALIBRATION_TABLE = """
+CREATE TABLE IF NOT EXISTS calibration (
+    id INTEGER PRIMARY KEY CHECK (id = 1), model_version TEXT NOT NULL, provenance TEXT NOT NULL,
+    genuine BLOB NOT NULL, impostor BLOB NOT NULL, created_at TEXT NOT NULL)
 """
 
 
@@ -325,6 +334,32 @@ class Gallery:
             self._bump()
         return str(hit[0])
 
+    # -- site calibration ------------------------------------------------------------------
+    def save_calibration(self, cal: Calibration) -> None:
+        """Store ``cal`` (scores as float64, provenance as JSON), replacing an earlier one."""
+        with self.transaction() as db:
+            db.execute(CALIBRATION_TABLE)
+            db.execute(
+                "INSERT OR REPLACE INTO calibration VALUES (1, ?, ?, ?, ?, ?)",
+                (cal.model_version, json.dumps(cal.provenance),
+                 np.asarray(cal.genuine, "<f8").tobytes(),
+                 np.asarray(cal.impostor, "<f8").tobytes(), _now()),
+            )  # fmt: skip
+
+    def calibration(self) -> Calibration | None:
+        """The stored site calibration; None when there is none (or no table: an older
+        gallery)."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if "calibration" not in tables:
+            return None
+        row = self._db.execute(
+            "SELECT model_version, provenance, genuine, impostor FROM calibration"
+        ).fetchone()
+        if row is None:
+            return None
+        gen, imp = (np.frombuffer(b, "<f8").astype(np.float64) for b in row[2:])
+        return Calibration(str(row[0]), gen, imp, json.loads(row[1]), "gallery")
+
     def stats(self) -> dict[str, Any]:
         counts = [n for _, n in self.patients()]
         (failed,) = self._db.execute("SELECT COUNT(*) FROM failures").fetchone()
@@ -338,6 +373,7 @@ class Gallery:
             "model_version": self.model_version,
             "revision": self.revision,
             "created_at": self._get("created_at"),
+            "calibration": cal.label if (cal := self.calibration()) else None,
             "size_bytes": self.path.stat().st_size,
             "integrity": ok,
         }

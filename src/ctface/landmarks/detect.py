@@ -9,8 +9,11 @@ corners); where they agree on fewer than ``MIN_AGREE`` landmarks CT-FAN is taken
 and the fit alone runs from the geometric face locator (confidence capped at 0.5), or the scan
 is refused as having no usable face. ``method=
 "surface-fit"`` runs the fit alone, started from the geometric face locator (supine faces
-only). A landmark outside the scanned field of view is reported as missing (``lps`` None and
-a reason), never guessed; its extrapolated estimate only serves the face frame.
+only). A landmark whose estimate lies outside the scanned field of view is reported as missing
+(``lps`` None and a reason); its extrapolated estimate only serves the face frame. A cut-off
+landmark whose estimate this rule counts as inside the field of view is reported with
+coordinates (held-out phantoms: CT-FAN gave 4 of 7 cut-off mouth corners coordinates,
+``benchmarks/results/landmarks.json``).
 """
 
 from __future__ import annotations

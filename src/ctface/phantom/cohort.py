@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ctface.errors import InvalidInputError, OutputError
+from ctface.jobs import process_pool
 from ctface.phantom.export import DicomSeriesInfo, make_uid, write_dicom_series, write_nifti
 from ctface.phantom.face_model import FaceModel, load_face_model
 from ctface.phantom.generator import GENERATOR_VERSION, PhantomScan, synthesize_scan
@@ -215,7 +215,7 @@ def generate_cohort(
                 if progress:
                     progress(rows[-1])
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            with process_pool(jobs) as pool:
                 for row in pool.map(generate_one, [spec] * len(todo), todo, [staging] * len(todo)):
                     rows.append(row)
                     if progress:
