@@ -9,6 +9,11 @@ Codes (``FailureToAcquire.code``):
 - ``face-incomplete``: the eyes or the nose are outside the field of view or without skin.
 - ``face-covered``: the face separation kept under ``MIN_FACE_FRACTION`` of the image (an RT
   mask moulded on the face is kept as face and is not refused).
+- ``no-soft-tissue``: the face surface is not skin over soft tissue: under
+  ``MIN_SOFT_TISSUE`` of the CT samples 1-6 mm behind it (that are not air) are soft tissue
+  (-200..+250 HU; ``render.tissue``, with the measured ranges). A bare skull has bone right
+  under its surface (0.06-0.12 measured; faces 0.58-0.99, RT masks 0.82-0.89), and passed the
+  other checks with a face fraction of 26-37 %.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ctface.render.depth import FaceRendering
 MAX_SLICE_MM = 5.0
 REQUIRED_PARTS = ("eyes", "nose")
 MIN_FACE_FRACTION = 0.15
+MIN_SOFT_TISSUE = 0.35  # measured: render.tissue (module docstring)
 # Acquisition metadata kept in the gallery: no names, dates or pixels.
 ACQUISITION_KEYS = ("format", "modality", "manufacturer", "original_spacing", "n_files")
 
@@ -87,6 +93,7 @@ def acquire(
             f"the {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the "
             "scan (outside the field of view or without skin)",
         )
+    _check_soft_tissue(rendering)
     template = model.template(rendering)
     if template.face_fraction < MIN_FACE_FRACTION:
         raise FailureToAcquire(
@@ -108,6 +115,7 @@ def acquire(
             "missing_parts": rendering.face_region["missing"],
             "partial_parts": rendering.face_region.get("partial", []),
             "face_frame": rendering.frame.method,
+            "soft_tissue_share": rendering.face_region["under_skin"]["soft_tissue_share"],
             "n_views": template.n_views,
         },
     )
@@ -140,4 +148,14 @@ def _check_slices(volume: CtVolume) -> None:
             "thick-slices",
             f"slices {max(spacing):.1f} mm apart (at most {MAX_SLICE_MM:g} mm: the range "
             "the recognition model was trained and tested on)",
+        )
+
+
+def _check_soft_tissue(rendering: FaceRendering) -> None:
+    share = rendering.face_region["under_skin"]["soft_tissue_share"]
+    if share < MIN_SOFT_TISSUE:
+        raise FailureToAcquire(
+            "no-soft-tissue",
+            f"the face surface is not skin over soft tissue: {share:.0%} of the CT just behind "
+            f"it is soft tissue (faces: >= {MIN_SOFT_TISSUE:.0%}); a bare skull or a phantom?",
         )

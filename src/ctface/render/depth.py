@@ -52,6 +52,7 @@ from ctface.errors import InvalidInputError, NoFaceError
 from ctface.ingest.volume import CtVolume
 from ctface.render.frame import FaceFrame
 from ctface.render.surface import SkinSurface, dense_samples, skin_surface, voxel_box
+from ctface.render.tissue import face_grid, soft_tissue_share
 from ctface.render.views import View, pose_grid
 
 REFERENCE_MM = 100.0  # depth reference plane: this far behind the nose tip, along the view axis
@@ -87,7 +88,8 @@ class FaceRendering:
     face_region: ``crop_box_mm`` (face frame: where the surface was extracted), per face part
     (``FACE_PARTS``: forehead, eyes, nose, mouth, chin) the share inside the field of view
     (``parts_in_field_of_view``), with skin in the frontal image (``parts_with_skin``) and
-    both (``parts_in_view``); ``missing``: parts < 50 % in view, ``partial``: 50-95 %.
+    both (``parts_in_view``); ``missing``: parts < 50 % in view, ``partial``: 50-95 %;
+    ``under_skin``: the share of soft tissue just behind the frontal surface (``render.tissue``).
     timings_s: seconds per stage (locate, surface, samples, views) and the sample count.
     """
 
@@ -180,6 +182,21 @@ def face_coverage(
             k: {"x": list(v[0]), "y": list(v[1]), "z": v[2]} for k, v in FACE_PARTS.items()
         },
     }
+
+
+def frontal_surface(frontal: np.ndarray, mpp: float) -> np.ndarray:
+    """(N, 3) face-frame points of the frontal depth image's surface on ``tissue.face_grid``
+    (grid points without a surface are left out)."""
+    xy = face_grid()
+    size = frontal.shape[0]
+    c = (size - 1) / 2
+    col = np.rint(xy[:, 0] / mpp + c).astype(int)
+    row = np.rint((CENTRE_UP_MM - xy[:, 1]) / mpp + c).astype(int)
+    on = (col >= 0) & (col < size) & (row >= 0) & (row < size)
+    z = np.full(len(xy), np.nan)
+    z[on] = frontal[row[on], col[on]] - REFERENCE_MM
+    keep = np.isfinite(z)
+    return np.column_stack([xy[keep], z[keep]])
 
 
 def _check(size: int, field_mm: float, threshold_hu: float, views: list[View]) -> None:
@@ -381,6 +398,7 @@ def render_face(
     t3 = time.perf_counter()
     frontal = _render_views(pts, nrm, [View(0.0, 0.0, 0.0)], size, mpp, None)[0]
     region = face_coverage(volume, frame, frontal, mpp)
+    region["under_skin"] = soft_tissue_share(volume, frame, frontal_surface(frontal, mpp))
     region["crop_box_mm"] = {a: [round(float(box[0, n]), 1), round(float(box[1, n]), 1)]
                              for n, a in enumerate("xyz")}  # fmt: skip
     return FaceRendering(
