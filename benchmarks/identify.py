@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ctface.embed.embedder import FaceEmbedder
-from ctface.gallery import Calibration, Gallery, TemplateIndex, acquire, identify
-from ctface.gallery.acquire import ScanRecord
+from ctface.gallery import Calibration, GalleryDatabase, TemplateIndex, acquire, identify
+from ctface.gallery.records import ScanRecord
 from ctface.phantom import CohortSpec, generate_cohort
 
 RESULTS = Path(__file__).parent / "results"
@@ -56,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         db = folder / "g.db"
-        with Gallery(db, create=True) as g:
+        with GalleryDatabase(db, create=True) as g:
             noise = rng.standard_normal((args.gallery, 128))
             for i, v in enumerate(noise / np.linalg.norm(noise, axis=1, keepdims=True)):
                 rec = ScanRecord(f"synthetic{i}", "-", None, None, "", {}, {})
@@ -66,7 +66,7 @@ def main() -> None:
             rows = generate_cohort(spec, folder / "c")
             enrolled, probe = (folder / "c" / r["path"] for r in rows)
             acq = acquire(enrolled, model)
-            with Gallery(db) as g:
+            with GalleryDatabase(db) as g:
                 g.add_scan("PERSON", acq.record, acq.template.vector, model.version)
         else:
             probe = args.series
@@ -77,7 +77,7 @@ def main() -> None:
             t = time.perf_counter()
             acq = acquire(probe, model)
             t_acq = time.perf_counter()
-            with Gallery(db) as g:
+            with GalleryDatabase(db) as g:
                 index = TemplateIndex.cached(g.templates(), db)
             result = identify(acq.template.vector, index, cal, 1e-3)
             t_end = time.perf_counter()

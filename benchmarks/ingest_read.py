@@ -124,7 +124,7 @@ def spacing_sweep(name: str, volume: CtVolume) -> dict[str, Any]:
 
 
 def phantom_volume() -> CtVolume:
-    from ctface.phantom.face_model import load_face_model
+    from ctface.face_model.model import load_face_model
     from ctface.phantom.generator import synthesize_scan
     from ctface.phantom.mesh import tissue_maps
     from ctface.phantom.params import NuisanceConfig, draw_scan, draw_subject

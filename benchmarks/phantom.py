@@ -26,7 +26,7 @@ RESULTS = REPO / "benchmarks" / "results"
 CHILD = r"""
 import json, sys, time, dataclasses, resource, numpy as np
 from pathlib import Path
-from ctface.phantom.face_model import load_face_model
+from ctface.face_model.model import load_face_model
 from ctface.phantom.mesh import tissue_maps
 from ctface.phantom.params import NuisanceConfig, draw_subject, draw_scan
 from ctface.phantom.generator import synthesize_scan

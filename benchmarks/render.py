@@ -43,7 +43,7 @@ RESULTS = REPO / "benchmarks" / "results"
 MAKE = r"""
 import dataclasses, sys, numpy as np
 from pathlib import Path
-from ctface.phantom.face_model import load_face_model
+from ctface.face_model.model import load_face_model
 from ctface.phantom.mesh import tissue_maps
 from ctface.phantom.params import NuisanceConfig, draw_subject, draw_scan
 from ctface.phantom.generator import synthesize_scan
@@ -104,7 +104,7 @@ import numpy as np
 from ctface.ingest import load_ct
 from ctface.render import render_face
 from ctface.render.depth import CENTRE_UP_MM, REFERENCE_MM, _box_corners, _crop_box
-from ctface.render.surface import skin_surface, voxel_box
+from ctface.landmarks.skin import skin_surface, voxel_box
 from ctface.render.views import View
 folder, n_pix = Path(sys.argv[2]), int(sys.argv[3])  # argv[1]: the mode
 volume = load_ct(folder)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctface.gallery import Gallery, TemplateIndex
-from ctface.gallery.acquire import ScanRecord
+from ctface.gallery import GalleryDatabase, TemplateIndex
+from ctface.gallery.records import ScanRecord
 from ctface.gallery.search import FAISS_MIN
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,7 +42,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def _gallery_file(folder: Path, vectors: np.ndarray) -> Path:
     """A real gallery database holding ``vectors`` (bulk insert: one transaction)."""
     path = folder / f"g{len(vectors)}.db"
-    with Gallery(path, create=True) as g:
+    with GalleryDatabase(path, create=True) as g:
         g.add_scan("P0", ScanRecord("d0", "s", None, None, "", {}, {}), vectors[0], "bench")
     db = sqlite3.connect(path)
     with db:
@@ -83,11 +83,11 @@ def run(size: int, queries: int, folder: Path, rng: np.random.Generator) -> dict
     path = _gallery_file(folder, vectors)
     del vectors
     t = time.perf_counter()
-    with Gallery(path) as g:
+    with GalleryDatabase(path) as g:
         templates = g.templates(cache=True)  # the first identify call after a change
     load_s = time.perf_counter() - t
     t = time.perf_counter()
-    with Gallery(path) as g:
+    with GalleryDatabase(path) as g:
         g.templates(cache=True)  # every later call
     cached_read_s = time.perf_counter() - t
     rss0 = _rss_mb()

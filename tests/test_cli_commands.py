@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import FAST, Cli, needs_face_model
 
-from ctface.gallery import Calibration, Gallery, ScanRecord
+from ctface.gallery import Calibration, GalleryDatabase, ScanRecord
 
 
 def _digest(path: Path) -> str:
@@ -44,7 +44,7 @@ def small_gallery(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     vec = rng.standard_normal((4, 8)).astype(np.float32)
     vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-    with Gallery(db, create=True) as g:
+    with GalleryDatabase(db, create=True) as g:
         for n, (pid, face) in enumerate([("A", 0.5), ("B", 0.42), ("A", 0.61), ("C", 0.3)]):
             g.add_scan(pid, _record(n, face), vec[n], "v1")
         g.remove_patient("C")
@@ -418,7 +418,7 @@ def test_demo_with_canned_acquisitions(
     assert pydicom.dcmread(original[0]).PatientID == lost["subject_id"]
 
     # the gallery: every other scan of the 2 patients, under their IDs; no scan of S0003
-    with Gallery(out / "gallery.db") as g:
+    with GalleryDatabase(out / "gallery.db") as g:
         enrolled = {p: n for p, n in g.patients()}
         sources = [s.record.source for s in g.scans()]
     expect = {p: 2 - (p == lost["subject_id"]) for p in ("S0001", "S0002")}
@@ -448,7 +448,7 @@ def test_demo_end_to_end(tmp_path: Path, cli: Cli) -> None:
     r = cli("demo", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "2 of 2 decisions correct" in r.stdout
-    with Gallery(out / "gallery.db") as g:
+    with GalleryDatabase(out / "gallery.db") as g:
         patients = g.patients()
     assert [p for p, _ in patients] == [f"S{i:04d}" for i in range(1, 9)]
     m = re.search(r"(\d+) scans of 8 patients enrolled \((\d+) failed to acquire\)", r.stdout)

@@ -10,14 +10,15 @@ import pytest
 import torch
 from conftest import Cli, needs_face_model
 
-from ctface.embed.dataset import ImageSet, face_images
+from ctface.embed.dataset import ImageSet
 from ctface.embed.examples import DepthExample, true_face_mask
-from ctface.embed.images import pool_depth, pool_mask
+from ctface.embed.images import face_images, pool_depth, pool_mask
+from ctface.embed.inference import embed_images
 from ctface.embed.losses import CosFace, batch_hard_triplet
 from ctface.embed.resnet import CONFIGS, EmbedConfig, ResNetEmbedder
 from ctface.embed.sampling import GroupSampler
 from ctface.embed.template import scan_templates
-from ctface.embed.train import CUT_FRACTION, _cut, embed_images, train_embedding
+from ctface.embed.train import CUT_FRACTION, _cut, train_embedding
 from ctface.errors import MissingDataError
 from ctface.evaluate import cross_scan, roc_auc
 from ctface.training import TrainConfig
@@ -157,8 +158,8 @@ def test_tiny_training_reduces_loss_and_separates_identities(
     torch.manual_seed(0)
     net, losses = train_embedding(TINY, train, settings, tmp_path, "pretrain")
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
-    gallery = scan_templates(embed_images(net, TINY, train), train.subject)
-    emb = embed_images(net, TINY, held)
+    gallery = scan_templates(embed_images(net, TINY, train.images), train.subject)
+    emb = embed_images(net, TINY, held.images)
     sim = emb @ gallery.T
     own = sim[np.arange(len(emb)), held.subject]
     impostor = sim[np.arange(4)[None, :] != held.subject[:, None]]

@@ -9,7 +9,7 @@ import pytest
 from conftest import FACE_MODEL, needs_face_model
 
 from ctface.errors import MissingDataError
-from ctface.phantom.face_model import ENV_VAR, find_face_model, load_face_model
+from ctface.face_model.model import ENV_VAR, find_face_model, load_face_model
 
 
 def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

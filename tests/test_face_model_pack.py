@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ctface.errors import InvalidInputError, MissingDataError, OutputError
-from ctface.phantom.face_model import load_face_model
-from ctface.phantom.face_model_pack import (
+from ctface.face_model.model import load_face_model
+from ctface.face_model.pack import (
     EXPRESSION_NAMES,
     FULL_POLYGONS,
     FULL_VERTICES,

@@ -18,7 +18,14 @@ import pytest
 from conftest import Cli
 
 from ctface.errors import FailureToAcquire, GalleryError, InvalidInputError, MissingDataError
-from ctface.gallery import Calibration, Gallery, ScanRecord, TemplateIndex, calibrate, verify
+from ctface.gallery import (
+    Calibration,
+    GalleryDatabase,
+    ScanRecord,
+    TemplateIndex,
+    calibrate,
+    verify,
+)
 
 CLI = [sys.executable, "-m", "ctface"]
 
@@ -68,8 +75,8 @@ def test_store_round_trip_removal_and_model_versions(tmp_path: Path) -> None:
     vec = _unit(rng, 3)
     db = tmp_path / "g.db"
     with pytest.raises(MissingDataError, match="enroll scans first"):
-        Gallery(db)
-    with Gallery(db, create=True) as g:
+        GalleryDatabase(db)
+    with GalleryDatabase(db, create=True) as g:
         keys = [g.add_scan(pid, _record(n), vec[n], "v1") for n, pid in enumerate("AAB")]
         with pytest.raises(GalleryError, match="model v1"):
             g.add_scan("C", _record(9), vec[0], "v2")
@@ -88,7 +95,7 @@ def test_store_round_trip_removal_and_model_versions(tmp_path: Path) -> None:
         assert g.stats()["scans"] == 0 and g.stats()["integrity"] == "ok"
     (tmp_path / "other.db").write_bytes(b"not a database at all" * 100)
     with pytest.raises(GalleryError, match="not a ctface gallery"):
-        Gallery(tmp_path / "other.db")
+        GalleryDatabase(tmp_path / "other.db")
 
 
 def test_killed_process_mid_enrollment_leaves_gallery_consistent(tmp_path: Path) -> None:
@@ -98,10 +105,10 @@ def test_killed_process_mid_enrollment_leaves_gallery_consistent(tmp_path: Path)
     child = textwrap.dedent(f"""
         import sys, time
         import numpy as np
-        from ctface.gallery import Gallery, ScanRecord
+        from ctface.gallery import GalleryDatabase, ScanRecord
         from ctface.gallery import store
         rec = lambda n: ScanRecord(f"d{{n}}", "s", None, None, "", {{}}, {{}})
-        with Gallery(store.Path({str(db)!r}), create=True) as g:
+        with GalleryDatabase(store.Path({str(db)!r}), create=True) as g:
             for n in range(3):
                 g.add_scan(f"P{{n}}", rec(n), np.ones(4, np.float32) / 2, "v1")
             def stall():
@@ -114,7 +121,7 @@ def test_killed_process_mid_enrollment_leaves_gallery_consistent(tmp_path: Path)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "inside"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    with Gallery(db) as g:
+    with GalleryDatabase(db) as g:
         assert g.patients() == [("P0", 1), ("P1", 1), ("P2", 1)]
         assert g.revision == 3 and g.stats()["integrity"] == "ok"
         assert len(g.templates().patient_ids) == 3
@@ -262,7 +269,7 @@ def test_enroll_statuses_and_conflicts(tmp_path: Path, monkeypatch: pytest.Monke
     g = db.get()
     assert g.patients() == [("A", 1), ("B", 1)] and g.failures() == []
     db.close()
-    with Gallery(tmp_path / "g.db") as g:
+    with GalleryDatabase(tmp_path / "g.db") as g:
         g._db.execute("UPDATE meta SET value = 'vY' WHERE key = 'model_version'")
     with pytest.raises(GalleryError, match="model vY"):
         enroll(LazyGallery(tmp_path / "g.db"), [("s3", "A")], Model(), None)  # type: ignore[arg-type]
@@ -280,7 +287,7 @@ def test_bad_inputs_leave_the_gallery_unchanged(
     monkeypatch.setenv("CTFACE_GALLERY", str(db))  # the default database, as the CLI's above
     r = cli("identify", str(tmp_path / "missing"))
     assert r.returncode == 3 and "enroll scans first" in r.stderr
-    with Gallery(db, create=True) as g:
+    with GalleryDatabase(db, create=True) as g:
         g.add_scan("A", _record(0), _unit(np.random.default_rng(0), 1, 128)[0],
                    FaceEmbedder.load().version)  # fmt: skip
         g.add_scan("B", _record(1), _unit(np.random.default_rng(1), 1, 128)[0],
@@ -289,7 +296,7 @@ def test_bad_inputs_leave_the_gallery_unchanged(
         g.remove_patient("A")
     r = cli("identify", str(tmp_path / "missing"))
     assert r.returncode == 7 and "is empty" in r.stderr
-    with Gallery(db) as g:
+    with GalleryDatabase(db) as g:
         g.add_scan("A", _record(0), _unit(np.random.default_rng(0), 1, 128)[0],
                    FaceEmbedder.load().version)  # fmt: skip
     before = _digest(db)

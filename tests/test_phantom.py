@@ -17,7 +17,7 @@ from conftest import FACE_MODEL, FAST, make_cohort, needs_face_model
 from scipy import ndimage
 
 from ctface.errors import OutputError
-from ctface.phantom.face_model import load_face_model
+from ctface.face_model.model import load_face_model
 from ctface.phantom.generator import synthesize_scan
 from ctface.phantom.mesh import tissue_maps
 from ctface.phantom.params import NuisanceConfig, draw_scan, draw_subject

@@ -14,16 +14,16 @@ from conftest import FACE_MODEL, Cli, needs_face_model
 
 from ctface.errors import NoFaceError, OutputError
 from ctface.ingest.volume import CtVolume
+from ctface.landmarks.frame import locate_face
+from ctface.landmarks.skin import skin_surface
 from ctface.render import (
     FaceRendering,
     View,
-    locate_face,
     pose_grid,
     project_points,
     render_face,
     write_rendering,
 )
-from ctface.render.surface import skin_surface
 from ctface.render.views import grid_shape
 
 FRONTAL = View(0.0, 0.0, 0.0)
@@ -34,7 +34,7 @@ CLEAN = {"mask": False, "tube": "none", "dental_metal": 0, "cut_top_mm": 0.0, "c
 @pytest.fixture(scope="module")
 def model_maps() -> tuple[Any, Any]:
     needs_face_model()
-    from ctface.phantom.face_model import load_face_model
+    from ctface.face_model.model import load_face_model
     from ctface.phantom.mesh import tissue_maps
 
     model = load_face_model(FACE_MODEL)

@@ -32,7 +32,7 @@ import pytest
 from conftest import Cli
 
 from ctface.evaluate.metrics import threshold_at_rate
-from ctface.gallery import Gallery, GalleryTemplates, ScanRecord
+from ctface.gallery import GalleryDatabase, GalleryTemplates, ScanRecord
 from ctface.gallery.calibration import CALIBRATION, Calibration
 from ctface.gallery.site import (
     SAME_PERSON,
@@ -179,7 +179,7 @@ def test_pairs_and_sampling() -> None:
 
 
 def _gallery(path: Path, vectors: np.ndarray, labels: np.ndarray, version: str) -> None:
-    with Gallery(path, create=True) as g:
+    with GalleryDatabase(path, create=True) as g:
         g._db.execute("PRAGMA synchronous = OFF")  # a test database: no fsync per scan
         for n, (v, label) in enumerate(zip(vectors, labels, strict=True)):
             rec = ScanRecord(f"d{n}", f"/scans/{n}", None, None, "", {}, {})
@@ -220,7 +220,7 @@ def test_calibrate_gallery_stores_and_decisions_use_it(
     cli: Cli,
 ) -> None:
     db, vec, misfiled = misfiled_gallery
-    with Gallery(db) as g:
+    with GalleryDatabase(db) as g:
         assert g.calibration() is None and g.stats()["calibration"] is None
     probes["a.nii"], probes["b.nii"] = vec[0], vec[1]
     r = cli("identify", "a.nii", "--db", str(db), "--json", "--fmr", "1e-2")
@@ -245,7 +245,7 @@ def test_calibrate_gallery_stores_and_decisions_use_it(
     assert set(suspected[: len(misfiled)]) == set(misfiled)  # they head the list
     assert out["calibration"].startswith("gallery (") and "impostor pairs)" in out["calibration"]
 
-    with Gallery(db) as g:  # stored, with its provenance
+    with GalleryDatabase(db) as g:  # stored, with its provenance
         stored = g.calibration()
         assert stored is not None and g.stats()["calibration"] == out["calibration"]
     prov = stored.provenance

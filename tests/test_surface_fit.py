@@ -12,9 +12,9 @@ from ctface.errors import NoFaceError
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.head import find_head
 from ctface.ingest.volume import CtVolume
+from ctface.landmarks.frame import FaceFrame
 from ctface.landmarks.sampling import LANDMARKS
 from ctface.landmarks.surface_fit import fit_face_model
-from ctface.render.frame import FaceFrame
 
 BOUND_MM = 4.0  # every landmark; phantom means are ~1 mm (eyes ~1.5, closed eyes up to ~3)
 
@@ -29,7 +29,7 @@ def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
 
 def test_fit_from_perturbed_frame_finds_all_five_landmarks() -> None:
     needs_face_model()
-    from ctface.phantom.face_model import load_face_model
+    from ctface.face_model.model import load_face_model
     from ctface.phantom.generator import synthesize_scan
     from ctface.phantom.mesh import tissue_maps
     from ctface.phantom.params import NuisanceConfig, draw_scan, draw_subject
@@ -62,7 +62,7 @@ def test_fit_from_perturbed_frame_finds_all_five_landmarks() -> None:
 
 def test_all_air_volume_has_no_face() -> None:
     needs_face_model()
-    from ctface.phantom.face_model import load_face_model
+    from ctface.face_model.model import load_face_model
 
     model = load_face_model(FACE_MODEL)
     air = CtVolume(np.full((80, 90, 100), -1000, np.int16), np.eye(4))

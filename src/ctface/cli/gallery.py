@@ -169,12 +169,12 @@ def identify(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Rank the enrolled patients for a scan; decide: the best match, or "not in gallery"."""
-    from ctface.gallery import Gallery, TemplateIndex
+    from ctface.gallery import GalleryDatabase, TemplateIndex
     from ctface.gallery import identify as decide
 
     path = _db(db)
     model = _model(weights)
-    with Gallery(path) as g:
+    with GalleryDatabase(path) as g:
         g.check_model(model.version)
         cal = _calibration(calibration, g.calibration(), model.version)
         cal.threshold(fmr)  # an impossible FMR fails before the slow work
@@ -194,7 +194,7 @@ def identify(
         from ctface.gallery.acquire import frontal_from_source
         from ctface.gallery.report import identification_html
 
-        with Gallery(path) as g:
+        with GalleryDatabase(path) as g:
             keys = [c.scan_key for c in result.candidates]
             stored = {s.scan_key: s.record for s in g.scans(scan_keys=keys)}
 
@@ -238,13 +238,13 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Are two scans the same person? Score, decision, and the measured FMR/FNMR there."""
-    from ctface.gallery import Gallery
+    from ctface.gallery import GalleryDatabase
     from ctface.gallery import verify as decide
 
     model = _model(weights)
     stored = None
     if db is not None:
-        with Gallery(db) as g:
+        with GalleryDatabase(db) as g:
             stored = g.calibration()
         if stored is None and calibration is None:
             err.print(f"note: {db} has no calibration (`ctface calibrate --gallery`): using the "
@@ -347,10 +347,10 @@ def _calibrate_cohort(
 
 def _calibrate_gallery(db: Path, out: Path | None, json_out: bool) -> None:
     """``ctface calibrate --gallery``: estimate (``gallery/site.py``), store, report."""
-    from ctface.gallery import Gallery
+    from ctface.gallery import GalleryDatabase
     from ctface.gallery.site import estimate
 
-    with Gallery(db) as g:
+    with GalleryDatabase(db) as g:
         if g.model_version is None:
             raise GalleryError(f"the gallery {db} is empty: enroll scans first")
         prov = {"command": "ctface calibrate --gallery", "gallery": db.name}
@@ -395,9 +395,9 @@ def list_(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Patients and their scans."""
-    from ctface.gallery import Gallery
+    from ctface.gallery import GalleryDatabase
 
-    with Gallery(_db(db)) as g:
+    with GalleryDatabase(_db(db)) as g:
         scans = g.scans(patient)
         patients = [(p, n) for p, n in g.patients() if patient in (None, p)]
     if patient is not None and not patients:
@@ -423,11 +423,11 @@ def remove(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Remove a patient (with all their scans) or one scan."""
-    from ctface.gallery import Gallery
+    from ctface.gallery import GalleryDatabase
 
     if (patient is None) == (scan is None):
         raise InvalidInputError("give either --patient ID or --scan KEY")
-    with Gallery(_db(db)) as g:
+    with GalleryDatabase(_db(db)) as g:
         if patient is not None:
             n = g.remove_patient(patient)
             report({"removed_patient": patient, "scans": n}, json_out,
@@ -445,9 +445,9 @@ def stats(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Counts, model version, failures to acquire, size and integrity."""
-    from ctface.gallery import Gallery
+    from ctface.gallery import GalleryDatabase
 
-    with Gallery(_db(db)) as g:
+    with GalleryDatabase(_db(db)) as g:
         s = g.stats()
     line = "\n".join(f"{k}: {v}" for k, v in s.items())
     report(s, json_out, line)
@@ -460,9 +460,9 @@ def export(
     no_templates: bool = typer.Option(False, "--no-templates", help="Records only."),
 ) -> None:
     """Everything in the gallery as JSON (templates as lists of numbers)."""
-    from ctface.gallery import Gallery
+    from ctface.gallery import GalleryDatabase
 
-    with Gallery(_db(db)) as g:
+    with GalleryDatabase(_db(db)) as g:
         t = g.templates()
         vectors = dict(zip(t.scan_keys.tolist(), t.vectors.tolist(), strict=True))
         scans = []

@@ -46,7 +46,7 @@ def landmarks(
         face_model=str(face_model) if face_model else None,
     )
     if qc is not None:
-        from ctface.landmarks.qc import write_landmark_qc
+        from ctface.render.landmark_qc import write_landmark_qc
 
         write_landmark_qc(volume, result, qc)
     summary = result.to_json()

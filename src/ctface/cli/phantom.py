@@ -27,8 +27,8 @@ def run_phantom(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Generate a cohort with a progress bar (shared by `phantom` and `demo`)."""
     from ctface.errors import InvalidInputError
+    from ctface.face_model.model import find_face_model
     from ctface.phantom.cohort import CohortSpec, generate_cohort, plan
-    from ctface.phantom.face_model import find_face_model
 
     cfg = nuisance if isinstance(nuisance, NuisanceConfig) else NuisanceConfig()
     if isinstance(nuisance, Path):
@@ -117,7 +117,7 @@ def pack(
     out: Path = typer.Option(Path("ict_facekit_light.npz"), "--out", help="npz file to write."),
 ) -> None:
     """Pack ICT-FaceKit's OBJ folder into the npz that `ctface phantom` reads."""
-    from ctface.phantom.face_model_pack import pack_face_model
+    from ctface.face_model.pack import pack_face_model
 
     path = pack_face_model(folder, out)
     out_console.print(f"wrote {path}")

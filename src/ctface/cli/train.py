@@ -233,8 +233,8 @@ def finetune(
 
     from ctface.embed.dataset import image_set
     from ctface.embed.embedder import save_model
+    from ctface.embed.inference import embed_images
     from ctface.embed.template import scan_templates
-    from ctface.embed.train import embed_images
     from ctface.evaluate import cross_scan
 
     name = "finetune" if init is not None else "scratch"
@@ -243,7 +243,7 @@ def finetune(
                                  (group_e, group_l))  # fmt: skip
     if validation is not None:
         val = image_set(_cached(validation, "ct_*.npz"), seg)
-        emb = embed_images(net, cfg, val)
+        emb = embed_images(net, cfg, val.images)
         subj = [val.subject[val.scan == s][0] for s in range(len(val.scan_ids))]
         info["validation"] = cross_scan(
             scan_templates(emb, val.scan), __import__("numpy").array(subj)

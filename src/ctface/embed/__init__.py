@@ -5,7 +5,23 @@ group sampling, transfer learning). ``FaceEmbedder.load().template(rendering)`` 
 point; ``ctface train ...`` reproduces the shipped weights (``weights/MODEL_CARD.md``).
 """
 
-from ctface.embed.embedder import FaceEmbedder, Template
-from ctface.embed.resnet import CONFIGS, EmbedConfig
+from typing import TYPE_CHECKING
 
-__all__ = ["CONFIGS", "EmbedConfig", "FaceEmbedder", "Template"]
+import lazy_loader
+
+# names are imported on first use: `import ctface` and the gallery's database commands
+# load neither torch nor FAISS
+__getattr__, __dir__, _lazy_all = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "embedder": ["FaceEmbedder", "Template"],
+        "resnet": ["CONFIGS", "EmbedConfig"],
+    },
+)
+__all__ = _lazy_all
+
+if TYPE_CHECKING:
+    from ctface.embed.embedder import FaceEmbedder as FaceEmbedder
+    from ctface.embed.embedder import Template as Template
+    from ctface.embed.resnet import CONFIGS as CONFIGS
+    from ctface.embed.resnet import EmbedConfig as EmbedConfig

@@ -11,23 +11,10 @@ import numpy as np
 import torch
 
 from ctface.embed.examples import DepthExample
-from ctface.embed.images import adjust, to_input
+from ctface.embed.images import face_images, to_input
 from ctface.embed.segment import FaceSegmenter, face_masks
 
 STAGES = ("projected", "segmented", "final")  # the paper's data stages (Table II)
-
-
-def face_images(depth_mm: np.ndarray, mask: np.ndarray | None, adjusted: bool = True) -> np.ndarray:
-    """(V, S, S) depth mm and face mask -> (V, S, S) uint8: the paper's adjustment of the face
-    pixels only (0 elsewhere). ``mask`` None: the images hold nothing but the face already.
-    ``adjusted`` False: metric depth instead, 1 grey level per mm above the reference plane
-    (1..255; the paper's "projected" and "segmented" stages, before adjustment)."""
-    d = depth_mm.astype(np.float32)
-    if mask is not None:
-        d = np.where(mask, d, np.nan)
-    if not adjusted:
-        return np.where(np.isfinite(d), np.clip(np.rint(d), 1, 255), 0).astype(np.uint8)
-    return np.rint(adjust(d) * 255).astype(np.uint8)
 
 
 @dataclass

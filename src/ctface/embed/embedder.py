@@ -15,17 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctface.embed.dataset import ImageSet, face_images
-from ctface.embed.images import CACHE_SIZE, pool_depth
+from ctface.embed.images import CACHE_SIZE, face_images, pool_depth
+from ctface.embed.inference import embed_images
 from ctface.embed.resnet import EmbedConfig, ResNetEmbedder
 from ctface.embed.segment import FaceSegmenter, face_masks
+from ctface.embed.shipped import WEIGHTS
 from ctface.embed.template import TEMPLATE_RULE, checked_rule, scan_template
-from ctface.embed.train import embed_images
 from ctface.errors import MissingDataError
 from ctface.render.depth import FaceRendering
 from ctface.training import load_checked, save_atomic
 
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "embedder.pt"
 # 2: a usable model records its template rule (older ctface versions, which read only 1,
 # refuse it rather than silently making mean templates); 1: no rule recorded = mean.
 FORMAT = "ctface-embedder-2"
@@ -115,9 +114,7 @@ class FaceEmbedder:
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """(V, D) unit embeddings of face images (V, 128, 128) uint8."""
-        n = len(images)
-        data = ImageSet(images, np.zeros(n, int), np.zeros(n, int), ["probe"], ["probe"])
-        return embed_images(self.net, self.config, data)
+        return embed_images(self.net, self.config, images)
 
     def template(self, rendering: FaceRendering) -> Template:
         """The scan's template from all its views."""

@@ -25,18 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from ctface.embed.images import RENDER_SIZE, pool_depth
+from ctface.face_model import five_landmarks
 from ctface.files import save_npz_atomic
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.head import find_head
 from ctface.jobs import map_jobs
+from ctface.landmarks.frame import FaceFrame
 from ctface.landmarks.sampling import LANDMARKS, face_axes
+from ctface.landmarks.skin import SkinSurface, mesh_surface
 from ctface.phantom.cohort import CohortSpec, ScanJob, _load, draw_job, plan, synthesize_job
-from ctface.phantom.generator import five_landmarks, scan_vertices
+from ctface.phantom.generator import scan_vertices
 from ctface.phantom.params import NuisanceConfig
 from ctface.phantom.scanner import place_head
 from ctface.render.depth import render_face, render_surface
-from ctface.render.frame import FaceFrame
-from ctface.render.surface import SkinSurface, mesh_surface
 from ctface.render.views import View, pose_grid
 
 MASK_TOLERANCE_MM = 10.0

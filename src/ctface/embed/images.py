@@ -61,3 +61,28 @@ def to_input(images: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] > size:
         return F.adaptive_avg_pool2d(x, size)
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def crop(x: torch.Tensor, size: int, rng: np.random.Generator | None) -> torch.Tensor:
+    """(n, 1, S, S) -> (n, 1, size, size): random crops (training) or the centre crop."""
+    s = x.shape[-1]
+    if s == size:
+        return x
+    if rng is None:
+        o = (s - size) // 2
+        return x[:, :, o : o + size, o : o + size]
+    offs = rng.integers(0, s - size + 1, size=(len(x), 2))
+    return torch.stack([x[i, :, a : a + size, b : b + size] for i, (a, b) in enumerate(offs)])
+
+
+def face_images(depth_mm: np.ndarray, mask: np.ndarray | None, adjusted: bool = True) -> np.ndarray:
+    """(V, S, S) depth mm and face mask -> (V, S, S) uint8: the paper's adjustment of the face
+    pixels only (0 elsewhere). ``mask`` None: the images hold nothing but the face already.
+    ``adjusted`` False: metric depth instead, 1 grey level per mm above the reference plane
+    (1..255; the paper's "projected" and "segmented" stages, before adjustment)."""
+    d = depth_mm.astype(np.float32)
+    if mask is not None:
+        d = np.where(mask, d, np.nan)
+    if not adjusted:
+        return np.where(np.isfinite(d), np.clip(np.rint(d), 1, 255), 0).astype(np.uint8)
+    return np.rint(adjust(d) * 255).astype(np.uint8)

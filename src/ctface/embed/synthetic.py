@@ -18,14 +18,14 @@ import numpy as np
 
 from ctface.embed.examples import FACE_GROUPS, LANDMARK_ERROR_MM, DepthExample, jittered_frame
 from ctface.embed.images import CACHE_SIZE
+from ctface.face_model import five_landmarks
 from ctface.jobs import map_jobs
 from ctface.landmarks.dataset import TRAINING_NUISANCE
 from ctface.landmarks.sampling import LANDMARKS
+from ctface.landmarks.skin import mesh_surface
 from ctface.phantom.cohort import _load
-from ctface.phantom.generator import five_landmarks
 from ctface.phantom.params import draw_expression, draw_subject
 from ctface.render.depth import render_surface
-from ctface.render.surface import mesh_surface
 from ctface.render.views import View
 
 P_CUT_CHIN = 0.15  # the field of view ends between the mouth and the chin

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ctface.embed.dataset import ImageSet
+from ctface.embed.images import crop
 from ctface.embed.losses import CosFace, batch_hard_triplet
 from ctface.embed.resnet import EmbedConfig, ResNetEmbedder
 from ctface.embed.sampling import GroupSampler
@@ -29,18 +30,6 @@ P_OCCLUDE = 0.2
 P_CUT = 0.25
 CUT_FRACTION = (0.08, 0.3)
 AUGMENTATION = f"crop;occlude={P_OCCLUDE};cut={P_CUT}:{CUT_FRACTION[0]}-{CUT_FRACTION[1]}"
-
-
-def _crop(x: torch.Tensor, size: int, rng: np.random.Generator | None) -> torch.Tensor:
-    """(n, 1, S, S) -> (n, 1, size, size): random crops (training) or the centre crop."""
-    s = x.shape[-1]
-    if s == size:
-        return x
-    if rng is None:
-        o = (s - size) // 2
-        return x[:, :, o : o + size, o : o + size]
-    offs = rng.integers(0, s - size + 1, size=(len(x), 2))
-    return torch.stack([x[i, :, a : a + size, b : b + size] for i, (a, b) in enumerate(offs)])
 
 
 def _occlude(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -69,21 +58,8 @@ def batch_images(
     data: ImageSet, idx: np.ndarray, cfg: EmbedConfig, rng: np.random.Generator | None
 ) -> torch.Tensor:
     """Network input for images ``idx``: resized, cropped (random when ``rng``), occluded."""
-    x = _crop(data.tensor(idx, cfg.resize), cfg.input_size, rng)
+    x = crop(data.tensor(idx, cfg.resize), cfg.input_size, rng)
     return _cut(_occlude(x.clone(), rng), rng) if rng is not None else x
-
-
-@torch.no_grad()
-def embed_images(
-    net: ResNetEmbedder, cfg: EmbedConfig, data: ImageSet, batch: int = 256
-) -> np.ndarray:
-    """(N, D) unit embeddings of every image (centre crop)."""
-    net.eval()
-    out = [
-        net(batch_images(data, np.arange(i, min(i + batch, len(data))), cfg, None)).numpy()
-        for i in range(0, len(data), batch)
-    ]
-    return np.concatenate(out)
 
 
 class _Trainee(nn.Module):

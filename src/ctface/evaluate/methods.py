@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctface.embed.inference import embed_images
 from ctface.embed.resnet import CONFIGS, EmbedConfig
+from ctface.embed.shipped import PRETRAINED
 from ctface.embed.template import TEMPLATE_RULE, scan_templates
-from ctface.embed.train import embed_images, train_embedding, train_metric
+from ctface.embed.train import train_embedding, train_metric
 from ctface.errors import InvalidInputError
 from ctface.evaluate.baselines.cnn3d import (
     CNN3D_ARCHS,
@@ -41,7 +43,6 @@ from ctface.evaluate.data import CohortData
 from ctface.evaluate.protocols import FoldEmbeddings
 from ctface.training import TrainConfig
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "embed" / "weights" / "pretrained.pt"
 ARCHS = ("ours", *CNN3D_ARCHS, *POINT_ARCHS, "model")
 DEFAULT_ITERATIONS = 300
 _BOOL = ("0", "1")
@@ -199,7 +200,7 @@ def run_fold(
                                   group_shuffle=m.opt("grouping") == "1")  # fmt: skip
         net, _ = train_embedding(cfg, images.subset(train), settings, work, "fold", init, progress)
         t = images.subset(test)
-        return _views(test, data, embed_images(net, cfg, t), t.scan)
+        return _views(test, data, embed_images(net, cfg, t.images), t.scan)
     groups = dataclasses.replace(CONFIGS["default"], group_l=BASELINE_GROUPS[0],
                                  group_e=BASELINE_GROUPS[1])  # fmt: skip
     torch.manual_seed(seed)

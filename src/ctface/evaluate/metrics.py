@@ -25,11 +25,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta, rankdata
+from scipy.stats import rankdata
 
 from ctface.errors import InvalidInputError
+from ctface.gallery.scores import (  # noqa: F401 - re-exported for evaluate's callers
+    FMR_POINTS,
+    clopper_pearson,
+    pair_scores,
+    rate_at,
+    threshold_at_rate,
+)
 
-FMR_POINTS = (1e-2, 1e-3, 1e-4)
 FPIR_POINTS = (1e-2, 3e-3)
 CMC_RANKS = 20
 
@@ -40,23 +46,6 @@ def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
     ranks = rankdata(scores)
     n_g, n_i = len(genuine), len(impostor)
     return float((ranks[:n_g].sum() - n_g * (n_g + 1) / 2) / (n_g * n_i))
-
-
-def threshold_at_rate(impostor_sorted: np.ndarray, rate: float) -> float:
-    """Lowest threshold that at most ``rate`` of the (ascending) impostor scores reach;
-    a score is accepted when ``score >= threshold``."""
-    n = len(impostor_sorted)
-    allowed = min(int(np.floor(rate * n)), n)  # impostor scores allowed at or above it
-    if allowed >= n:
-        return -np.inf
-    return float(np.nextafter(impostor_sorted[n - allowed - 1], np.inf))
-
-
-def rate_at(sorted_scores: np.ndarray, threshold: float, above: bool) -> float:
-    """Share of ``sorted_scores`` at or above ``threshold`` (``above``), or below it."""
-    k = np.searchsorted(sorted_scores, threshold, side="left")
-    n = len(sorted_scores)
-    return float((n - k) / n if above else k / n)
 
 
 @dataclass(frozen=True)
@@ -209,17 +198,6 @@ def summary(s: Searches) -> dict[str, float]:
     return out
 
 
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) two-sided confidence interval of the proportion ``k / n``;
-    (nan, nan) when ``n`` is 0."""
-    if n <= 0:
-        return (np.nan, np.nan)
-    a = (1.0 - level) / 2
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return lo, hi
-
-
 def failed_probe_count(acquired_subjects: Iterable[str], failed_subjects: Iterable[str]) -> int:
     """Probe transactions lost to failures to acquire in a cross-scan test: every failed scan
     of a subject with an acquired scan was a probe; of a subject with none, all but one (that
@@ -227,14 +205,6 @@ def failed_probe_count(acquired_subjects: Iterable[str], failed_subjects: Iterab
     acquired = set(acquired_subjects)
     failed = Counter(failed_subjects)
     return sum(n if s in acquired else n - 1 for s, n in failed.items())
-
-
-def pair_scores(templates: np.ndarray, subject: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of scans once: (genuine, impostor) similarities, each sorted ascending."""
-    sim = templates @ templates.T
-    i, j = np.triu_indices(len(subject), k=1)
-    same = subject[i] == subject[j]
-    return np.sort(sim[i, j][same]), np.sort(sim[i, j][~same])
 
 
 @dataclass(frozen=True)

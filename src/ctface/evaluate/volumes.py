@@ -23,7 +23,7 @@ from scipy.ndimage import map_coordinates
 
 from ctface.files import save_npz_atomic
 from ctface.ingest.volume import CtVolume
-from ctface.render.frame import FaceFrame
+from ctface.landmarks.frame import FaceFrame
 
 VOLUME_SIZE = 32
 FACE_BOX_MM = ((-80.0, 80.0), (-100.0, 60.0), (-110.0, 20.0))  # X, Y, Z in the face frame

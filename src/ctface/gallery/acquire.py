@@ -21,12 +21,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ctface.embed.embedder import FaceEmbedder, Template
 from ctface.errors import CtfaceError, FailureToAcquire, NoFaceError
+from ctface.gallery.records import ACQUISITION_KEYS, ScanRecord
 from ctface.ingest import CtVolume, load_ct
 from ctface.ingest.archive import ArchiveScan, load_archive_scan, source_digest
 from ctface.render import render_face
@@ -36,21 +36,6 @@ MAX_SLICE_MM = 5.0
 REQUIRED_PARTS = ("eyes", "nose")
 MIN_FACE_FRACTION = 0.15
 MIN_SOFT_TISSUE = 0.35  # measured: render.tissue (module docstring)
-# Acquisition metadata kept in the gallery: no names, dates or pixels.
-ACQUISITION_KEYS = ("format", "modality", "manufacturer", "original_spacing", "n_files")
-
-
-@dataclass(frozen=True)
-class ScanRecord:
-    """What the gallery keeps about a scan besides its template (no pixel data, no dates)."""
-
-    digest: str  # source_digest of the scan's files
-    source: str
-    series_uid: str | None
-    study_uid: str | None
-    dicom_patient_id: str  # the PatientID tag as read ("" for volume files)
-    acquisition: dict[str, Any]
-    quality: dict[str, Any]
 
 
 @dataclass(frozen=True)

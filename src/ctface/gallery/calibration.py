@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ctface.embed.embedder import WEIGHTS
+from ctface.embed.shipped import CALIBRATION
 from ctface.errors import GalleryError, InvalidInputError, MissingDataError
-from ctface.evaluate.metrics import pair_scores, rate_at, threshold_at_rate
+from ctface.gallery.scores import pair_scores, rate_at, threshold_at_rate
 
-CALIBRATION = WEIGHTS.with_name("calibration.json")
 FORMAT = "ctface-calibration-1"
 DEFAULT_FMR = 1e-3
 

@@ -19,7 +19,7 @@ from typing import Any
 from ctface.embed.embedder import FaceEmbedder
 from ctface.errors import CtfaceError, FailureToAcquire, InvalidInputError, NoFaceError
 from ctface.gallery.acquire import Acquisition, acquire
-from ctface.gallery.store import Gallery
+from ctface.gallery.store import GalleryDatabase
 from ctface.ingest.archive import ArchiveScan
 from ctface.jobs import map_jobs
 
@@ -92,15 +92,15 @@ class LazyGallery:
     """Opens (and creates) the database only when something is written."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self._g = path, Gallery(path) if path.exists() else None
+        self.path, self._g = path, GalleryDatabase(path) if path.exists() else None
 
-    def get(self) -> Gallery:
+    def get(self) -> GalleryDatabase:
         if self._g is None:
-            self._g = Gallery(self.path, create=True)
+            self._g = GalleryDatabase(self.path, create=True)
         return self._g
 
     @property
-    def existing(self) -> Gallery | None:
+    def existing(self) -> GalleryDatabase | None:
         return self._g
 
     def close(self) -> None:

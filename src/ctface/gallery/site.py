@@ -55,8 +55,8 @@ import numpy as np
 from scipy.stats import norm
 
 from ctface.errors import GalleryError
-from ctface.evaluate.metrics import FMR_POINTS, clopper_pearson
 from ctface.gallery.calibration import Calibration
+from ctface.gallery.scores import FMR_POINTS, clopper_pearson
 from ctface.gallery.store import GalleryTemplates
 
 MIN_REPEAT_PATIENTS = 10  # patients with 2+ scans; 10 x 2 scans: 10 genuine, 180 impostor pairs

@@ -2,7 +2,7 @@
 
 No image or pixel data is stored: per scan the content digest of its files, the DICOM series
 and study UIDs, the source path, acquisition metadata without dates or names
-(``acquire.ACQUISITION_KEYS``), quality flags, the model version and the template (float32).
+(``records.ACQUISITION_KEYS``), quality flags, the model version and the template (float32).
 Every write is one SQLite transaction (rollback journal, synchronous FULL): a crash or Ctrl-C
 leaves the database as it was before the interrupted scan. All templates of a gallery come from
 one model version (``meta.model_version``, set by the first enrollment); another model's
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from ctface.errors import GalleryError, MissingDataError, OutputError
-from ctface.gallery.acquire import ScanRecord
 from ctface.gallery.calibration import Calibration
+from ctface.gallery.records import ScanRecord
 
 SCHEMA_VERSION = "1"
 CACHE_MIN = 50_000  # templates from which `templates(cache=True)` keeps a file beside the db
@@ -98,7 +98,7 @@ class GalleryTemplates:
     revision: str  # changes with every change of the gallery (index caches key on it)
 
 
-class Gallery:
+class GalleryDatabase:
     """One gallery database file. Use as a context manager, or call ``close``."""
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
@@ -135,7 +135,7 @@ class Gallery:
                 f"{SCHEMA_VERSION}"
             )
 
-    def __enter__(self) -> Gallery:
+    def __enter__(self) -> GalleryDatabase:
         return self
 
     def __exit__(self, *exc: object) -> None:

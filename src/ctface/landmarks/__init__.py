@@ -5,7 +5,24 @@ patient LPS mm. ``detect_landmarks`` runs the trained 3-D CT-FAN, cross-checked 
 face model to the skin surface; ``face_frame`` gives the render step its camera.
 """
 
-from ctface.landmarks.detect import Landmark, LandmarkSet, detect_landmarks, face_frame
-from ctface.landmarks.sampling import LANDMARKS
+from typing import TYPE_CHECKING
 
-__all__ = ["LANDMARKS", "Landmark", "LandmarkSet", "detect_landmarks", "face_frame"]
+import lazy_loader
+
+# names are imported on first use: `import ctface` and the gallery's database commands
+# load neither torch nor FAISS
+__getattr__, __dir__, _lazy_all = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "detect": ["Landmark", "LandmarkSet", "detect_landmarks", "face_frame"],
+        "sampling": ["LANDMARKS"],
+    },
+)
+__all__ = _lazy_all
+
+if TYPE_CHECKING:
+    from ctface.landmarks.detect import Landmark as Landmark
+    from ctface.landmarks.detect import LandmarkSet as LandmarkSet
+    from ctface.landmarks.detect import detect_landmarks as detect_landmarks
+    from ctface.landmarks.detect import face_frame as face_frame
+    from ctface.landmarks.sampling import LANDMARKS as LANDMARKS

@@ -27,11 +27,11 @@ from typing import Any, Literal
 import numpy as np
 
 from ctface.errors import MissingDataError, NoFaceError
+from ctface.face_model.model import FaceModel, load_face_model
 from ctface.ingest.volume import LPS_TO_RAS, CtVolume
 from ctface.landmarks.ctfan import MIN_FACE_PEAK, CtFanDetector
+from ctface.landmarks.frame import FaceFrame, locate_face
 from ctface.landmarks.sampling import LANDMARKS, face_axes
-from ctface.phantom.face_model import FaceModel, load_face_model
-from ctface.render.frame import FaceFrame, locate_face
 
 Method = Literal["auto", "ct-fan", "surface-fit"]
 AGREE_MM = 4.0  # CT-FAN and the fit farther apart than this: low confidence

@@ -27,12 +27,12 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from ctface.errors import NoFaceError
+from ctface.face_model import five_landmarks
+from ctface.face_model.model import FaceModel
 from ctface.ingest.volume import CtVolume
+from ctface.landmarks.frame import FaceFrame
 from ctface.landmarks.sampling import LANDMARKS
-from ctface.phantom.face_model import FaceModel
-from ctface.phantom.generator import five_landmarks
-from ctface.render.frame import FaceFrame
-from ctface.render.surface import skin_surface, voxel_box
+from ctface.landmarks.skin import skin_surface, voxel_box
 
 BOX_MM = ((-90.0, 90.0), (-110.0, 90.0), (-110.0, 30.0))  # along frame right, up, forward
 N_POINTS, N_IDENTITY = 3000, 60

@@ -17,8 +17,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ctface.face_model.model import FaceModel
 from ctface.geometry import SurfaceSamples, sample_surface
-from ctface.phantom.face_model import FaceModel
 from ctface.phantom.mesh import OUTER_GROUPS, OUTWARD_GROUPS, TissueMaps
 
 GRID_MM = 2.0  # model-frame grid of the distance and tissue fields (exact near the skin)

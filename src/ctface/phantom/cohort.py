@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from ctface.errors import InvalidInputError, OutputError
+from ctface.face_model.model import FaceModel, load_face_model
 from ctface.jobs import process_pool
 from ctface.phantom.export import DicomSeriesInfo, make_uid, write_dicom_series, write_nifti
-from ctface.phantom.face_model import FaceModel, load_face_model
 from ctface.phantom.generator import GENERATOR_VERSION, PhantomScan, synthesize_scan
 from ctface.phantom.mesh import TissueMaps, tissue_maps
 from ctface.phantom.params import (

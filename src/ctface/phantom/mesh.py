@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctface.phantom.face_model import FaceModel
+from ctface.face_model.model import FaceModel
 
 # Groups whose union is the outer surface of the head once the sockets are closed by the eyeballs.
 OUTER_GROUPS = (

@@ -50,8 +50,8 @@ from scipy import ndimage
 
 from ctface.errors import InvalidInputError, NoFaceError
 from ctface.ingest.volume import CtVolume
-from ctface.render.frame import FaceFrame
-from ctface.render.surface import SkinSurface, dense_samples, skin_surface, voxel_box
+from ctface.landmarks.frame import FaceFrame
+from ctface.landmarks.skin import SkinSurface, dense_samples, skin_surface, voxel_box
 from ctface.render.tissue import face_grid, soft_tissue_share
 from ctface.render.views import View, pose_grid
 
@@ -380,7 +380,7 @@ def render_face(
     _check(size, field_mm, threshold_hu, views)
     t0 = time.perf_counter()
     if frame is None:
-        from ctface.landmarks import face_frame  # the landmarks stage uses render's surfaces
+        from ctface.landmarks import face_frame  # imported here: CT-FAN needs torch
 
         frame = face_frame(volume, threshold_hu)
     t1 = time.perf_counter()

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ctface.ingest.volume import CtVolume
-from ctface.render.frame import FaceFrame
+from ctface.landmarks.frame import FaceFrame
 
 SOFT_TISSUE_HU = (-200.0, 250.0)  # below: air (left out); above: bone, teeth, metal
 DEPTHS_MM = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)  # behind the surface, along the view axis

@@ -46,7 +46,7 @@ from scipy import ndimage
 
 from ctface.errors import NoFaceError
 from ctface.ingest.volume import CtVolume
-from ctface.render.surface import skin_surface, voxel_box
+from ctface.landmarks.skin import skin_surface, voxel_box
 
 COARSE_MM = 2.0
 MIN_BODY_CM3 = 300.0
