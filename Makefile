@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ctface-installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,all]'  # tests use every extra
 	@touch $(STAMP)
 
 demo: $(STAMP)

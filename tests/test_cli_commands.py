@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,23 @@ def test_gallery_stats(small_gallery: Path, cli: Cli) -> None:
     (small_gallery.parent / "other.db").write_bytes(b"not a database at all" * 100)
     r = cli("gallery", "stats", "--db", str(small_gallery.parent / "other.db"))
     assert r.returncode == 7 and "not a ctface gallery" in r.stderr
+
+
+def test_gallery_export(small_gallery: Path, tmp_path: Path, cli: Cli) -> None:
+    """The file is the library's export (with or without templates); nothing else changes."""
+    out = tmp_path / "e.json"
+    before = _digest(small_gallery)
+    for flags, templates in (((), True), (("--no-templates",), False)):
+        r = cli("gallery", "export", "--out", str(out), "--db", str(small_gallery), *flags)
+        assert r.returncode == 0, r.stderr
+        assert " ".join(r.stdout.split()) == f"wrote {out}: 2 patients, 3 scans"
+        data = json.loads(out.read_text())
+        with GalleryDatabase(small_gallery) as g:
+            assert data == g.export(include_templates=templates)
+        assert ("template" in data["scans"][0]) == templates
+    assert _digest(small_gallery) == before
+    r = cli("gallery", "export", "--out", str(out), "--db", str(tmp_path / "none.db"))
+    assert r.returncode == 3 and "enroll scans first" in r.stderr
 
 
 # -- calibrate ----------------------------------------------------------------------------------
@@ -229,6 +247,59 @@ def test_calibrate(calib_cohort: Path, tmp_path: Path, cli: Cli) -> None:
     assert r.returncode == 5 and "cannot write" in r.stderr
     r = cli("calibrate", "--out", str(out))
     assert r.returncode == 2  # --cohort is required
+
+
+def test_calibrate_on_cohort(calib_cohort: Path, tmp_path: Path) -> None:
+    """The library behind `calibrate --cohort`: progress by stage, counts and failures, the
+    scores of the model's templates, the operating points, the file; a folder without
+    cohort.json is named by its folder name. A stand-in model (the shipped one: test_calibrate)."""
+    from ctface.embed.examples import DepthExample
+    from ctface.evaluate.calibration import calibrate_on_cohort, cohort_provenance
+
+    class StandIn:  # a template from the mean depth image, 8 x 8
+        version = "stand-in"
+
+        def template_of_depth(self, depth_mm: np.ndarray) -> Any:
+            v = np.nan_to_num(depth_mm.astype(np.float64)).mean(0)[::16, ::16].ravel()
+            return SimpleNamespace(vector=v / np.linalg.norm(v))
+
+    model = StandIn()
+    calls: list[tuple[str, int, int | None]] = []
+    result = calibrate_on_cohort(calib_cohort, calib_cohort / "depth", model, 1,
+                                 lambda *a: calls.append(a))  # fmt: skip
+    rows = 19  # the manifest's scans, the failed one included
+    assert [c for c in calls if c[0] == "pipeline"] == [("pipeline", 0, None)] + [
+        ("pipeline", i, rows) for i in range(1, rows + 1)]  # fmt: skip
+    assert [c for c in calls if c[0] == "embed"] == [("embed", k, 18) for k in range(19)]
+    cal = result.calibration
+    assert (result.scans, result.subjects, len(cal.genuine), len(cal.impostor)) == (
+        18, 9, GENUINE, IMPOSTOR)  # fmt: skip
+    assert result.failures == {"S0008_02": "NoFaceError: no face in field of view"}
+    assert cal.model_version == "stand-in" and cal.provenance["cohort_spec"]["seed"] == 4242
+    ex = [DepthExample.load(p) for p in sorted((calib_cohort / "depth").glob("*.npz"))]
+    t = np.stack([model.template_of_depth(e.depth_mm).vector for e in ex])
+    subj = np.array([e.subject_id for e in ex])
+    i, j = np.triu_indices(len(ex), k=1)
+    sim, same = np.sum(t[i] * t[j], axis=1), subj[i] == subj[j]
+    assert cal.genuine == pytest.approx(np.sort(sim[same])) and cal.impostor == pytest.approx(
+        np.sort(sim[~same]))  # fmt: skip
+    points = result.operating_points()
+    th = cal.threshold(0.01)
+    assert points == {"0.01": {"threshold": round(th, 4), "fnmr": round(cal.fnmr_at(th), 4)},
+                      "0.001": None, "0.0001": None}  # 143 impostor pairs  # fmt: skip
+    assert result.to_json() == {"model_version": model.version, "scans": 18, "subjects": 9,
+                                "genuine": GENUINE, "impostor": IMPOSTOR,
+                                "failures_to_acquire": 1, "operating_points": points}  # fmt: skip
+    result.save(tmp_path / "c.json")
+    back = Calibration.load(tmp_path / "c.json")
+    assert back.provenance == cal.provenance
+    assert back.genuine == pytest.approx(cal.genuine, abs=1e-5)
+
+    plain = tmp_path / "plain"  # not made by `ctface phantom`: no settings to name it by
+    plain.mkdir()
+    prov = cohort_provenance(plain, {"x": "why"})
+    assert prov == {"cohort": "plain", "cohort_path": "plain",
+                    "failures_to_acquire": {"x": "why"}, "command": "ctface calibrate"}  # fmt: skip
 
 
 # -- train phantoms | train-landmarks -----------------------------------------------------------

@@ -17,7 +17,13 @@ import numpy as np
 import pytest
 from conftest import Cli
 
-from ctface.errors import FailureToAcquire, GalleryError, InvalidInputError, MissingDataError
+from ctface.errors import (
+    FailureCode,
+    FailureToAcquire,
+    GalleryError,
+    InvalidInputError,
+    MissingDataError,
+)
 from ctface.gallery import (
     Calibration,
     GalleryDatabase,
@@ -53,8 +59,28 @@ def test_calibration_threshold_and_rates() -> None:
         cal.threshold(1e-4)
     v = verify(np.array([1.0, 0.0]), np.array([0.0, 1.0]), cal, 1e-2)
     assert v.score == 0.0 and not v.same_person and v.fmr_at_score == 1.0
+    d = cal.describe(1e-2)  # printed and in the decisions' JSON as it always was
+    assert d.threshold == t and list(d.to_json().items()) == [
+        ("threshold", t), ("fmr", 0.01), ("fnmr_at_threshold", 0.75),
+        ("impostor_comparisons", 1000), ("genuine_comparisons", 4),
+        ("calibration", "calibration (hand-made)"),
+    ]  # fmt: skip
+    assert v.threshold == d and v.to_json()["decision"] == {"same_person": False, **d.to_json()}
     with pytest.raises(GalleryError, match="recalibrate"):
         cal.check_model("v2")
+
+
+def test_failure_codes_and_their_exit_codes() -> None:
+    """Failures to acquire exit 6, the other failures 4; codes print as their strings."""
+    fta = [c for c in FailureCode if c.is_failure_to_acquire]
+    assert fta == ["no-face", "thick-slices", "face-incomplete", "face-covered", "no-soft-tissue"]
+    assert {c.exit_code for c in fta} == {6} and FailureCode.CONFLICT.exit_code == 4
+    assert FailureCode.exit_code_of([FailureCode.NO_FACE, FailureCode.FACE_COVERED]) == 6
+    assert FailureCode.exit_code_of([FailureCode.NO_FACE, FailureCode.UNREADABLE]) == 4
+    assert FailureCode.exit_code_of([FailureCode.NO_FACE, None]) == 4
+    e = FailureToAcquire(FailureCode.THICK_SLICES, "slices 6 mm apart")
+    assert str(e) == "failure to acquire (thick-slices): slices 6 mm apart" and e.exit_code == 6
+    assert json.dumps({"code": e.code}) == '{"code": "thick-slices"}'
 
 
 def test_calibrate_pairs_and_file_round_trip(tmp_path: Path) -> None:
@@ -127,6 +153,32 @@ def test_killed_process_mid_enrollment_leaves_gallery_consistent(tmp_path: Path)
         assert len(g.templates().patient_ids) == 3
 
 
+def test_export_holds_records_templates_and_failures(tmp_path: Path) -> None:
+    """``GalleryDatabase.export`` (``ctface gallery export``): stats, patients, every scan's
+    record with its template (7 places; left out on request), failures to acquire."""
+    from ctface.gallery.store import EXPORT_FORMAT
+
+    vec = _unit(np.random.default_rng(2), 3)
+    with GalleryDatabase(tmp_path / "g.db", create=True) as g:
+        for n, pid in enumerate("ABA"):
+            g.add_scan(pid, _record(n), vec[n], "v1")
+        g.add_failure("digest9", "/scans/9", "no-face", "no face in field of view")
+        data, bare, stats = g.export(), g.export(include_templates=False), g.stats()
+        stored = [s.to_json() for s in g.scans()]
+    assert data["format"] == EXPORT_FORMAT == "ctface-gallery-export-1"
+    assert data["stats"] == stats and data["patients"] == ["A", "B"]
+    assert [(s["patient_id"], s["scan_key"]) for s in data["scans"]] == [
+        ("A", 1), ("A", 3), ("B", 2)]  # fmt: skip
+    for s, rec in zip(data["scans"], stored, strict=True):
+        assert s == {**rec, "template": s["template"]}
+        assert s["template"] == pytest.approx(vec[s["scan_key"] - 1], abs=1e-7)
+        assert all(round(v, 7) == v for v in s["template"])
+    assert [(f["digest"], f["code"]) for f in data["failures_to_acquire"]] == [
+        ("digest9", "no-face")]  # fmt: skip
+    assert bare == {**data, "scans": stored}  # the same without the templates
+    assert json.loads(json.dumps(data)) == data  # JSON as it is
+
+
 def test_exact_and_faiss_search_agree() -> None:
     """The FAISS index returns the exact per-patient ranking for probes near enrolled scans."""
     rng = np.random.default_rng(1)
@@ -146,6 +198,26 @@ def test_exact_and_faiss_search_agree() -> None:
         assert a[0].score == pytest.approx(b[0].score, abs=1e-5)
     first = exact.rank_patients(centres[7], 3)
     assert first[0].patient_id == "P0007" and [c.rank for c in first] == [1, 2, 3]
+
+
+def test_search_is_exact_without_faiss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAISS is an extra: a large gallery without it is searched exactly; asking for FAISS
+    names the extra."""
+    import ctface.gallery.search as search
+    from ctface.gallery import GalleryTemplates
+
+    rng = np.random.default_rng(2)
+    t = GalleryTemplates(_unit(rng, 300, 16), [f"P{i:03d}" for i in range(300)], np.arange(300),
+                         "r1")  # fmt: skip
+    monkeypatch.setattr(search, "FAISS_MIN", 100)
+    assert TemplateIndex(t).kind.startswith("faiss")  # installed: the large gallery uses it
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss-cpu were not installed
+    index = TemplateIndex(t)
+    assert index.kind == "exact" and index.rank_patients(t.vectors[42], 1)[0].patient_id == "P042"
+    cached = TemplateIndex.cached(t, tmp_path / "g.db")
+    assert cached.kind == "exact" and not list(tmp_path.iterdir())
+    with pytest.raises(MissingDataError, match=r"pip install 'ctface\[faiss\]'"):
+        TemplateIndex(t, exact=False)
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -242,12 +314,12 @@ def test_enroll_statuses_and_conflicts(tmp_path: Path, monkeypatch: pytest.Monke
     import ctface.gallery.enroll as enroll_module
     from ctface.embed.embedder import Template
     from ctface.gallery import Acquisition
-    from ctface.gallery.enroll import LazyGallery, enroll
+    from ctface.gallery.enroll import LazyGallery, Status, enroll
 
     def fake(source: object, weights: object, threads: int) -> tuple:
         name = str(source)
         if name.startswith("bad"):
-            return None, "no-face", "no face in field of view", 0.1
+            return None, FailureCode.NO_FACE, "no face in field of view", 0.1
         vec = np.zeros(8, np.float32)
         vec[len(name) % 8] = 1.0
         rec = ScanRecord(f"digest-{name.split('#')[0]}", name, None, None, "", {}, {})
@@ -265,7 +337,8 @@ def test_enroll_statuses_and_conflicts(tmp_path: Path, monkeypatch: pytest.Monke
     out = enroll(db, [("s1", "A"), ("s2", "B"), ("s1#copy", "A"), ("s1#again", "C")],
                  Model(), None)  # type: ignore[arg-type]  # fmt: skip
     assert [o.status for o in out] == ["enrolled", "enrolled", "already-enrolled", "failed"]
-    assert out[3].code == "conflict" and "already enrolled as 'A'" in str(out[3].reason)
+    assert out[3].code is FailureCode.CONFLICT and "already enrolled as 'A'" in str(out[3].reason)
+    assert out[3].status is Status.FAILED and out[0].status is Status.ENROLLED
     g = db.get()
     assert g.patients() == [("A", 1), ("B", 1)] and g.failures() == []
     db.close()

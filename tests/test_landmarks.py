@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,21 +16,29 @@ from ctface.errors import MissingDataError, NoFaceError
 from ctface.ingest import load_ct
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.volume import CtVolume
-from ctface.landmarks import LANDMARKS, detect_landmarks
+from ctface.landmarks import LANDMARKS, detect, detect_landmarks
 from ctface.landmarks.ctfan import WEIGHTS, CtFanDetector
 from ctface.landmarks.dataset import LandmarkExample, example_from_volume
-from ctface.landmarks.detect import outside_fov
+from ctface.landmarks.detect import CrossCheck, outside_fov
+from ctface.landmarks.metrics import error_summary
 from ctface.landmarks.model import CtFan, NetConfig
 from ctface.landmarks.sampling import (
     COARSE,
     FINE,
+    Grid,
     decode_heatmaps,
     face_axes,
     from_cells,
     gaussian_heatmaps,
     to_cells,
 )
-from ctface.landmarks.train import TrainConfig, fine_item, random_axes, train_stage
+from ctface.landmarks.train import (
+    TrainConfig,
+    fine_item,
+    random_axes,
+    train_stage,
+    validation_error,
+)
 
 
 def _truth(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -98,6 +107,74 @@ def test_training_reduces_loss_and_resumes(
     assert all(torch.equal(v, resumed_net[k]) for k, v in net.state_dict().items())
 
 
+def test_validation_error_scores_landmarks_in_the_field_of_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``validation_error`` (what `train-landmarks` reports): a detector of the given nets on
+    each example's grids, its distance to the truth per landmark, landmarks outside the field
+    of view not scored; no examples: {}. The detector is a stand-in with known errors (the
+    real one is tested above, and the reported error end to end with `train-landmarks`)."""
+    import ctface.landmarks.train as train
+
+    rng = np.random.default_rng(3)
+    errors = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 2.0, 2.0, 12.0, 30.0]])
+    fovs = np.array([[True] * 5, [True, True, True, True, False]])
+    examples = [
+        LandmarkExample(f"v{k}", Grid(np.zeros((2, 2, 2), np.uint8), np.zeros(3), 2.5),
+                        Grid(np.zeros((2, 2, 2), np.uint8), np.zeros(3), 1.0),
+                        rng.normal(0, 50, (5, 3)), fov)
+        for k, fov in enumerate(fovs)
+    ]  # fmt: skip
+    nets = (object(), object())
+    direction = np.array([0.6, 0.0, 0.8])
+
+    class Detector:
+        def __init__(self, coarse: object, fine: object, meta: dict[str, object]) -> None:
+            assert (coarse, fine) == nets and meta == {}
+
+        def detect_grids(self, coarse: Grid, fine: Grid) -> SimpleNamespace:
+            k = next(i for i, ex in enumerate(examples) if ex.coarse is coarse)
+            assert examples[k].fine is fine
+            return SimpleNamespace(lps=examples[k].lps + errors[k][:, None] * direction)
+
+    monkeypatch.setattr(train, "CtFanDetector", Detector)
+    summary = validation_error(*nets, (ex for ex in examples))  # a generator: read once
+    assert summary == error_summary(np.where(fovs, errors, np.nan))
+    assert summary["all"]["n"] == 9 and summary["all"]["failure_rate"] == round(1 / 9, 4)
+    assert summary[LANDMARKS[4]] == {**summary[LANDMARKS[4]], "n": 1, "max_mm": 5.0}
+    assert summary[LANDMARKS[3]]["mean_mm"] == 8.0
+    assert validation_error(*nets, []) == {}
+
+
+def test_cross_check_status_decides_not_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback to the fit alone reads the cross-check's status (an enum), never its
+    message; the JSON keeps the composed text."""
+    affine = np.diag([10.0, 10.0, 10.0, 1.0])
+    affine[:3, 3] = [-100.0, -150.0, -100.0]
+    volume = CtVolume(np.zeros((20, 20, 20), np.int16), affine)
+    est = np.array([[-32, -80, 30], [32, -80, 30], [0, -100, 0], [-25, -85, -35], [25, -85, -35]])
+    est = est.astype(float)
+    monkeypatch.setattr(detect, "_ct_fan", lambda v, w, d: (est.copy(), np.full(5, 0.3)))
+    monkeypatch.setattr(detect, "_fit_alone", lambda v, f, d: (est + 1.0, np.full(5, 0.9)))
+
+    def check(status: CrossCheck, detail: str) -> None:
+        monkeypatch.setattr(detect, "_cross_check", lambda v, e, f, d: (None, status, detail))
+
+    check(CrossCheck.UNAVAILABLE, "failed to read the face model")  # text says "failed"
+    res = detect_landmarks(volume)
+    assert res.cross_check is CrossCheck.UNAVAILABLE and res.method == "ct-fan"
+    assert res.to_json()["cross_check"] == "unavailable: failed to read the face model"
+    check(CrossCheck.FAILED, "no skin")  # CT-FAN unsure (mean peak 0.3) and the fit failed
+    res = detect_landmarks(volume)
+    assert res.cross_check is CrossCheck.FALLBACK and res.method == "surface-fit"
+    assert res.cross_check_text == (
+        "fallback: CT-FAN is unsure (mean peak 0.30) and the fit failed: no skin"
+    )
+    assert all(lm.confidence <= 0.5 for lm in res.landmarks.values())  # the fit alone: capped
+    assert CrossCheck.NONE.text("surface fit alone") == "none (surface fit alone)"
+    assert CrossCheck.OFF.text() == "off" and json.dumps(CrossCheck.OFF) == '"off"'
+
+
 def _errors(found: dict[str, np.ndarray | None], lps: np.ndarray) -> np.ndarray:
     return np.array([np.linalg.norm(found[k] - lps[i]) for i, k in enumerate(LANDMARKS)])
 
@@ -113,7 +190,7 @@ def test_shipped_ctfan_on_a_phantom_any_orientation(
     res = detect_landmarks(volume, "ct-fan")
     e = _errors({k: res[k].lps for k in LANDMARKS}, lps)
     assert e[:3].max() < 4.0 and e.max() < 8.0, e  # mouth corners are CT-FAN's weakest
-    assert res.frame().method == "landmarks"
+    assert res.frame().method == "landmarks" and res.cross_check is CrossCheck.OFF
     for deg in (180.0, 90.0):
         t = np.radians(deg)
         rot = np.eye(4)

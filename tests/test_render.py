@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import FACE_MODEL, Cli, needs_face_model
 
-from ctface.errors import NoFaceError, OutputError
+from ctface.errors import MissingDataError, NoFaceError, OutputError
 from ctface.ingest.volume import CtVolume
 from ctface.landmarks.frame import locate_face
 from ctface.landmarks.skin import skin_surface
@@ -231,9 +232,9 @@ def test_partial_face_reports_missing(model_maps: tuple[Any, Any]) -> None:
         model_maps, 23, pixel_mm=1.0, slice_thickness_mm=3.0, slice_spacing_mm=3.0, cut_chin=True
     )
     r = render_face(volume, views=[FRONTAL])
-    assert "chin" in r.face_region["missing"] + r.face_region["partial"]
-    assert r.face_region["parts_in_field_of_view"]["eyes"] == 1.0
-    assert r.face_region["parts_in_view"]["forehead"] > 0.9
+    assert "chin" in r.face_region.missing + r.face_region.partial
+    assert r.face_region.parts_in_field_of_view["eyes"] == 1.0
+    assert r.face_region.parts_in_view["forehead"] > 0.9
     assert np.isfinite(r.depth_mm[0]).sum() > 8000
     assert np.linalg.norm(r.frame.origin - _lm(truth)["nose_tip"]) < 10.0
 
@@ -264,6 +265,21 @@ def test_write_rendering(thick_90: FaceRendering, tmp_path: Path) -> None:
     with pytest.raises(OutputError):
         write_rendering(r, out)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_write_rendering_without_the_plot_extra(
+    thick_90: FaceRendering, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """matplotlib is the ``plot`` extra: without it the rendering is written whole, only the QC
+    picture is left out, and a QC-only feature names the extra."""
+    from ctface.extras import pyplot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    out = write_rendering(thick_90, tmp_path / "render")
+    assert (out / "render.json").is_file() and (out / "depth_mm.npz").is_file()
+    assert not (out / "qc.png").exists()
+    with pytest.raises(MissingDataError, match=r"pip install 'ctface\[plot\]'"):
+        pyplot("the landmark QC picture")
 
 
 def test_cli_render(thick: tuple[CtVolume, dict[str, Any]], tmp_path: Path, cli: Cli) -> None:

@@ -40,15 +40,15 @@ def test_real_ct_renders_a_face(name: str) -> None:
     # (measured 79.6 mm InVesalius, 81.7 mm headsq, 77.8 mm Visible Human)
     relief = np.nanpercentile(frontal, 99) - np.nanpercentile(frontal, 5)
     assert 65 < relief < 95, relief
-    missing = set(r.face_region["missing"])
+    missing = set(r.face_region.missing)
     assert not missing & {"eyes", "nose"}, r.face_region
 
 
 def test_real_ct_partial_face_is_reported() -> None:
     """InVesalius ends just below the nose: the chin is reported missing, the eyes are not."""
     r = render_face(load_ct(_real("invesalius")), views=VIEWS[:1])
-    assert "chin" in r.face_region["missing"]
-    assert r.face_region["parts_in_view"]["eyes"] == 1.0
+    assert "chin" in r.face_region.missing
+    assert r.face_region.parts_in_view["eyes"] == 1.0
 
 
 def test_real_ct_face_cut_off_is_no_usable_face() -> None:
@@ -88,5 +88,5 @@ def test_real_ct_flat_cut_nose_is_still_the_nose() -> None:
     """Visible Human (forehead to chin, nose tip cut flat): the nose, not the chin, is the
     origin, so no face part is reported missing."""
     r = render_face(load_ct(_real("visible_human")), views=VIEWS[:1])
-    assert r.face_region["missing"] == [], r.face_region
-    assert r.face_region["parts_in_view"]["chin"] > 0.5
+    assert r.face_region.missing == (), r.face_region
+    assert r.face_region.parts_in_view["chin"] > 0.5

@@ -25,14 +25,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 from conftest import Cli
 
+from ctface.embed.embedder import Template
 from ctface.evaluate.metrics import threshold_at_rate
 from ctface.gallery import GalleryDatabase, GalleryTemplates, ScanRecord
+from ctface.gallery.acquire import Acquisition
 from ctface.gallery.calibration import CALIBRATION, Calibration
 from ctface.gallery.site import (
     SAME_PERSON,
@@ -193,10 +195,10 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
 
     canned: dict[str, np.ndarray] = {}
 
-    def acquire(scan: Path, model: object, series_uid: object, json_out: bool) -> object:
+    def acquire(scan: Path, model: Any, series_uid: object, json_out: bool) -> Acquisition:
         vec = canned[Path(scan).name]
-        return SimpleNamespace(template=SimpleNamespace(vector=vec), record=SimpleNamespace(
-            quality={"face_fraction": 0.5}))  # fmt: skip
+        rec = ScanRecord(Path(scan).name, str(scan), None, None, "", {}, {"face_fraction": 0.5})
+        return Acquisition(rec, Template(vec, 90, model.version, 0.5), np.zeros((2, 2), np.uint8))
 
     monkeypatch.setattr(cli_gallery, "_acquire_probe", acquire)
     return canned

@@ -12,7 +12,7 @@ from ctface.errors import NoFaceError
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.head import find_head
 from ctface.ingest.volume import CtVolume
-from ctface.landmarks.frame import FaceFrame
+from ctface.landmarks.frame import FaceFrame, FrameMethod
 from ctface.landmarks.sampling import LANDMARKS
 from ctface.landmarks.surface_fit import fit_face_model
 
@@ -49,7 +49,7 @@ def test_fit_from_perturbed_frame_finds_all_five_landmarks() -> None:
     # a frame 8 mm and 10 deg off the true nose tip and face axes
     turned = _rotation(np.array([1.0, 2.0, 0.5]), 10.0) @ rot
     offset = np.array([5.0, -4.0, 4.9])
-    frame = FaceFrame(truth[2] + offset, turned[:, 2], turned[:, 1], "test")
+    frame = FaceFrame(truth[2] + offset, turned[:, 2], turned[:, 1], FrameMethod.LANDMARKS)
     assert np.linalg.norm(frame.origin - truth[2]) > 7.9
 
     fit = fit_face_model(volume, frame, model)
@@ -67,6 +67,7 @@ def test_all_air_volume_has_no_face() -> None:
     model = load_face_model(FACE_MODEL)
     air = CtVolume(np.full((80, 90, 100), -1000, np.int16), np.eye(4))
     centre = np.array([50.0, 45.0, 40.0])
-    frame = FaceFrame(centre, np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0]), "test")
+    up, forward = np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])
+    frame = FaceFrame(centre, forward, up, FrameMethod.GEOMETRIC)
     with pytest.raises(NoFaceError, match="no usable face"):
         fit_face_model(air, frame, model)

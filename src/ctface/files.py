@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +14,40 @@ import numpy as np
 
 from ctface.errors import OutputError
 
+_serial = itertools.count()  # with the pid: no two writers (processes, threads) share a name
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write the whole file to; on leaving the block it is
+    renamed over ``path``, or removed if the block raised. Parent folders are made. The name is
+    hidden (a leading dot), unique to this process and call, contains ``.tmp.`` and keeps
+    ``path``'s last suffix (``savefig`` and ``np.savez`` choose the format by it). OSError
+    (here or in the block) becomes OutputError with a one-line message."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_serial)}.tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # the folder itself may be what failed
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+        raise
+
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` (parent folders made); OutputError if it cannot."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):  # the folder itself may be what failed
-            tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def save_npz_atomic(path: Path, **arrays: Any) -> None:
     """``np.savez`` to ``path`` through a temporary file (no pickled objects)."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, allow_pickle=False, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, allow_pickle=False, **arrays)
 
 
 def portable_path(path: str | Path, base: Path | None = None) -> str:

@@ -4,8 +4,6 @@ and progress callbacks."""
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from ctface.model_files import save_atomic
 
 
 @dataclass(frozen=True)
@@ -27,22 +27,6 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checked(source: Path | io.BytesIO, fmt: str | tuple[str, ...]) -> dict[str, Any]:
-    """A ctface weights file (``torch.load``); ValueError unless its format is ``fmt`` (or one
-    of them)."""
-    formats = (fmt,) if isinstance(fmt, str) else fmt
-    state = torch.load(source, weights_only=False, map_location="cpu")
-    if not isinstance(state, dict) or state.get("format") not in formats:
-        raise ValueError(f"not a {' or '.join(formats)} file")
-    return state
 
 
 def train_loop(

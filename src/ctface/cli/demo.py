@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,15 @@ def _blank_patient_id(series: Path, out: Path) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class Hospital:
+    """The demo's synthetic hospital: who is enrolled with which scans, and the two probes."""
+
+    cohort: Path
+    enroll: list[tuple[Any, str]]  # (ArchiveScan or NIfTI path, patient ID)
+    probes: list[tuple[Path, str, str | None]]  # (scan, label, true patient or None)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the demo's files."),
@@ -52,18 +62,28 @@ def demo(
 ) -> None:
     """Synthetic hospital -> enroll with IDs -> identify a rescan with a lost PatientID and a
     person who is not enrolled; ranked candidates and HTML pages with the depth images."""
-    from ctface.embed.embedder import FaceEmbedder
-    from ctface.gallery import Calibration, TemplateIndex, identify
-    from ctface.gallery.enroll import LazyGallery, Source, acquire_job, enroll
-    from ctface.gallery.report import identification_html
-    from ctface.ingest.archive import list_archive
-    from ctface.jobs import map_jobs
+    from ctface.api import Gallery
 
     t0 = time.perf_counter()
-    cpus = os.cpu_count() or 1
-    model = FaceEmbedder.load()
-    cal = Calibration.load()
-    cal.check_model(model.version)
+    for old in out.glob("gallery.db*"):
+        old.unlink()
+    with Gallery.open(out / "gallery.db") as gallery:
+        gallery.calibration.threshold(1e-3)  # model, calibration: before the slow work
+        hospital = _make_hospital(out, jobs)
+        frontals = _enroll(gallery, hospital, jobs)
+        correct = _identify_probes(gallery, hospital, frontals, out, jobs)
+    out_console.print(
+        f"{correct} of {len(hospital.probes)} decisions correct; demo took "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
+
+
+def _make_hospital(out: Path, jobs: int) -> Hospital:
+    """Generate the cohort; choose the rescan whose PatientID is lost (a DICOM series, its ID
+    blanked) and the stranger (never enrolled); everyone else's scans are enrolled: DICOM
+    series by their PatientID tags, NIfTI files with the manifest's IDs."""
+    from ctface.ingest.archive import list_archive
+
     cohort = out / "hospital"
     if cohort.exists():
         shutil.rmtree(cohort)
@@ -81,23 +101,26 @@ def demo(
     lost_path = cohort / lost["path"]
     if lost["format"] == "dicom":
         lost_path = _blank_patient_id(lost_path, out / "probes" / f"{lost['scan_id']}_no_id")
-
-    # Enroll: DICOM series by their PatientID tags, NIfTI files with the manifest's IDs.
     skip = {cohort / lost["path"]} | {cohort / r["path"] for r in scans[stranger]}
     archive, _ = list_archive(cohort)
-    items: list[tuple[Source, str]] = [
+    items: list[tuple[Any, str]] = [
         (a, a.patient_id) for a in archive
         if not any(a.series.paths[0].is_relative_to(p) for p in skip)
     ]  # fmt: skip
     items += [(cohort / r["path"], r["subject_id"]) for r in rows
               if r["format"] == "nifti" and cohort / r["path"] not in skip]  # fmt: skip
-    db = out / "gallery.db"
-    for old in out.glob("gallery.db*"):
-        old.unlink()
+    probes = [
+        (lost_path, f"rescan {lost['scan_id']}, PatientID lost", lost["subject_id"]),
+        (cohort / scans[stranger][0]["path"], f"{stranger}, never enrolled", None),
+    ]
+    return Hospital(cohort, items, probes)
+
+
+def _enroll(gallery: Any, hospital: Hospital, jobs: int) -> dict[int, Any]:
+    """Enroll with a progress bar; the enrolled scans' frontal depth images, by scan key."""
     frontals: dict[int, Any] = {}
-    gallery = LazyGallery(db)
     with progress_bar(False) as bar:
-        task = bar.add_task("enroll", total=len(items), info="")
+        task = bar.add_task("enroll", total=len(hospital.enroll), info="")
 
         def keep(o: Any, acq: Any) -> None:
             bar.advance(task)
@@ -108,30 +131,34 @@ def demo(
                 bar.console.print(f"not enrolled: {o.source} ({o.code}): {o.reason}",
                                   highlight=False, soft_wrap=True, markup=False)  # fmt: skip
 
-        try:
-            outcomes = enroll(gallery, items, model, None, jobs=jobs, on_outcome=keep)
-            templates = gallery.get().templates()
-        finally:
-            gallery.close()
+        outcomes = gallery.enroll_archive(hospital.enroll, jobs=jobs, on_outcome=keep)
     enrolled = sum(o.status == "enrolled" for o in outcomes)
     out_console.print(
-        f"gallery {db}: {enrolled} scans of {len(set(templates.patient_ids))} patients "
+        f"gallery {gallery.path}: {enrolled} scans of {len(gallery.db.patients())} patients "
         f"enrolled ({len(outcomes) - enrolled} failed to acquire)",
         markup=False, soft_wrap=True,
     )  # fmt: skip
+    return frontals
 
-    index = TemplateIndex(templates)
-    probes = [
-        (lost_path, f"rescan {lost['scan_id']}, PatientID lost", lost["subject_id"]),
-        (cohort / scans[stranger][0]["path"], f"{stranger}, never enrolled", None),
-    ]
-    found = map_jobs(acquire_job, [(p, None, max(1, cpus // jobs)) for p, _, _ in probes], jobs)
+
+def _identify_probes(
+    gallery: Any, hospital: Hospital, frontals: dict[int, Any], out: Path, jobs: int
+) -> int:
+    """Acquire the probes (in parallel), identify each, print it and write its page; the
+    number of correct decisions."""
+    from ctface.gallery.enroll import acquire_job
+    from ctface.gallery.report import identification_html
+    from ctface.jobs import map_jobs
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    weights = str(gallery.model.path)
+    found = map_jobs(acquire_job, [(p, weights, threads) for p, _, _ in hospital.probes], jobs)
     correct = 0
-    for (path, label, truth), (probe, code, reason, _) in zip(probes, found, strict=True):
+    for (path, label, truth), (probe, code, reason, _) in zip(hospital.probes, found, strict=True):
         if probe is None:
             out_console.print(f"{label}: failure to acquire ({code}): {reason}", markup=False)
             continue
-        result = identify(probe.template.vector, index, cal, 1e-3, top_k=3)
+        result = gallery.identify(probe, fmr=1e-3, top_k=3)
         print_identification(label, result)
         page = out / f"identify_{Path(path).name.split('.')[0]}.html"
         identification_html(page, label, probe.frontal, result,
@@ -139,6 +166,4 @@ def demo(
         correct += result.patient_id == truth
         truth_text = truth or "not in gallery"
         out_console.print(f"  truth: {truth_text}; page: {page}", markup=False)
-    out_console.print(
-        f"{correct} of {len(probes)} decisions correct; demo took {time.perf_counter() - t0:.0f} s"
-    )
+    return correct

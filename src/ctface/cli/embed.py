@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import typer
@@ -22,36 +21,27 @@ def embed(
     series_uid: str | None = typer.Option(None, "--series-uid", help="DICOM series to use."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON (with the vector)."),
 ) -> None:
-    """Face template of one CT: load, landmarks, 90 depth views, face separation, embedding."""
+    """Face template of one CT: load, landmarks, 90 depth views, quality gate, face
+    separation, embedding (exit 6 with the failure-to-acquire code when the face is not
+    usable)."""
     import numpy as np
 
-    from ctface.embed.embedder import FaceEmbedder
-    from ctface.ingest import load_ct
-    from ctface.render import render_face
+    from ctface.api import acquire, resolve_model
+    from ctface.files import atomic_path
 
-    model = FaceEmbedder.load(weights)  # first: a missing model fails before the slow work
-    t0 = time.perf_counter()
-    volume = load_ct(scan, series_uid=series_uid)
-    t1 = time.perf_counter()
-    rendering = render_face(volume)
-    t2 = time.perf_counter()
-    template = model.template(rendering)
-    t3 = time.perf_counter()
+    model = resolve_model(weights)  # first: a missing model fails before the slow work
+    acq = acquire(scan, model=model, series_uid=series_uid)
+    template, sec = acq.template, acq.seconds
     if out is not None:
-        tmp = out.with_name(out.name + ".tmp.npy")
-        np.save(tmp, template.vector)
-        tmp.replace(out)
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, template.vector)
     summary = {
         "scan": str(scan),
         "model": {"version": template.model_version, "config": model.config.name},
         "n_views": template.n_views,
         "face_fraction": round(template.face_fraction, 4),
-        "missing_face_parts": rendering.face_region["missing"],
-        "seconds": {
-            "load": round(t1 - t0, 3),
-            "render": round(t2 - t1, 3),
-            "embed": round(t3 - t2, 3),
-        },  # fmt: skip
+        "missing_face_parts": acq.record.quality["missing_parts"],
+        "seconds": {k: round(v, 3) for k, v in sec.items()},
         "template": [round(float(x), 6) for x in template.vector],
     }
     if json_out:
@@ -60,6 +50,6 @@ def embed(
     out_console.print(
         f"template of {scan}: {len(template.vector)} numbers from {template.n_views} views "
         f"(model {template.model_version}); face {template.face_fraction:.0%} of the image; "
-        f"load {t1 - t0:.1f} s, render {t2 - t1:.1f} s, embed {t3 - t2:.1f} s"
+        f"load {sec['load']:.1f} s, render {sec['render']:.1f} s, embed {sec['embed']:.1f} s"
         + (f"; wrote {out}" if out else "")
     )

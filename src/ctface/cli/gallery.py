@@ -17,7 +17,7 @@ from rich.markup import escape
 from ctface.cli.common import out_console, progress_bar, report
 from ctface.cli.main import app, err
 from ctface.errors import (
-    CtfaceError,
+    FailureCode,
     FailureToAcquire,
     GalleryError,
     InvalidInputError,
@@ -43,39 +43,29 @@ def _db(db: Path | None) -> Path:
     return db if db is not None else default_path()
 
 
-def _model(weights: Path | None) -> Any:
-    from ctface.embed.embedder import FaceEmbedder
+def _gallery(db: Path | None, weights: Path | None, calibration: Path | None = None) -> Any:
+    """The library's Gallery (``ctface.api``) for the command's options."""
+    from ctface.api import Gallery
 
-    return FaceEmbedder.load(weights)
-
-
-def _calibration(path: Path | None, stored: Any, model_version: str) -> Any:
-    """The decision calibration: ``--calibration FILE``, else the gallery's own (``stored``,
-    from ``ctface calibrate --gallery``) when it is for this model, else the shipped one."""
-    from ctface.gallery import Calibration
-
-    if path is None and stored is not None:
-        if stored.model_version == model_version:
-            return stored
-        err.print(f"note: the gallery's calibration is for model {stored.model_version}, not "
-                  f"{model_version}: using the shipped one", highlight=False, markup=False,
-                  soft_wrap=True)  # fmt: skip
-    cal = Calibration.load(path)
-    cal.check_model(model_version)
-    return cal
+    return Gallery.open(db, model=weights, calibration=calibration)
 
 
 def _acquire_probe(scan: Path, model: Any, series_uid: str | None, json_out: bool) -> Any:
     """The probe's acquisition; a failure to acquire prints its code (JSON too) and exits."""
-    from ctface.gallery import acquire
+    from ctface.api import acquire
 
     try:
-        return acquire(scan, model, series_uid=series_uid)
+        return acquire(scan, model=model, series_uid=series_uid)
     except FailureToAcquire as e:
         if json_out:
             fta = {"code": e.code, "reason": e.reason}
             print(json.dumps({"scan": str(scan), "failure_to_acquire": fta}))
         raise
+
+
+def _note(text: str | None) -> None:
+    if text:
+        err.print(f"note: {text}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -95,31 +85,24 @@ def enroll(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Process scans and store one face template per scan under the patient."""
-    from ctface.embed.embedder import FaceEmbedder
-    from ctface.gallery.enroll import LazyGallery, Source
-    from ctface.gallery.enroll import enroll as run
+    from ctface.gallery.enroll import Status
     from ctface.ingest.archive import list_archive
 
     if from_dicom_tags == (patient_id is not None):
         raise InvalidInputError("give either --patient-id ID or --from-dicom-tags (one of them)")
-    model = FaceEmbedder.load(weights)
-    gallery = LazyGallery(_db(db))
-    items: list[tuple[Source, str]] = []
+    if patient_id is not None and not patient_id.strip():
+        raise InvalidInputError("--patient-id is empty")
+    gallery = _gallery(db, weights)
+    model = gallery.model  # first: a missing model fails before the slow work
+    found: list[Any] = []
     skipped: list[tuple[str, str]] = []
-    if from_dicom_tags:
-        for folder in scans:
-            found, skip = list_archive(folder)
-            items += [(s, s.patient_id) for s in found]
-            skipped += skip
-    else:
-        assert patient_id is not None
-        patient_id = patient_id.strip()
-        if not patient_id:
-            raise InvalidInputError("--patient-id is empty")
-        items = [(s, patient_id) for s in scans]
+    for folder in scans if from_dicom_tags else []:
+        f, skip = list_archive(folder)
+        found, skipped = found + [(s, s.patient_id) for s in f], skipped + skip
     t0 = time.perf_counter()
-    with progress_bar(json_out) as bar:
-        task = bar.add_task("enroll", total=len(items), info="")
+    with progress_bar(json_out) as bar, gallery:
+        task = bar.add_task("enroll", total=len(found) if from_dicom_tags else len(scans),
+                            info="")  # fmt: skip
 
         def show(o: Any, _acq: Any) -> None:
             bar.advance(task)
@@ -128,14 +111,13 @@ def enroll(
                 bar.console.print(f"{o.status}: {o.source} ({o.code}): {o.reason}",
                                   highlight=False, soft_wrap=True, markup=False)  # fmt: skip
 
-        try:
-            outcomes = run(gallery, items, model, str(weights) if weights else None, jobs=jobs,
-                           record_failures=from_dicom_tags, retry_failed=retry_failed,
-                           on_outcome=show)  # fmt: skip
-        finally:
-            gallery.close()
-    counts = {s: sum(o.status == s for o in outcomes)
-              for s in ("enrolled", "already-enrolled", "failed", "skipped")}  # fmt: skip
+        if from_dicom_tags:
+            outcomes = gallery.enroll_archive(found, jobs=jobs, retry_failed=retry_failed,
+                                              on_outcome=show)  # fmt: skip
+        else:
+            assert patient_id is not None
+            outcomes = gallery.enroll(list(scans), patient_id, jobs=jobs, on_outcome=show)
+    counts = {str(s): sum(o.status == s for o in outcomes) for s in Status}
     summary = {
         "db": str(gallery.path),
         "model_version": model.version,
@@ -150,10 +132,9 @@ def enroll(
     report(summary, json_out, line)
     for item, why in skipped if not json_out else []:
         err.print(f"not a scan: {item}: {why}", highlight=False, soft_wrap=True, markup=False)
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status == Status.FAILED]
     if failed and not from_dicom_tags:
-        fta = all(o.code not in ("unreadable", "conflict", "error") for o in failed)
-        raise typer.Exit(6 if fta else 4)
+        raise typer.Exit(FailureCode.exit_code_of(o.code for o in failed))
 
 
 @app.command()
@@ -169,39 +150,19 @@ def identify(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Rank the enrolled patients for a scan; decide: the best match, or "not in gallery"."""
-    from ctface.gallery import GalleryDatabase, TemplateIndex
-    from ctface.gallery import identify as decide
-
-    path = _db(db)
-    model = _model(weights)
-    with GalleryDatabase(path) as g:
-        g.check_model(model.version)
-        cal = _calibration(calibration, g.calibration(), model.version)
-        cal.threshold(fmr)  # an impossible FMR fails before the slow work
-        templates = g.templates(cache=True)
-    if html is not None and not html.parent.is_dir():
-        raise OutputError(f"cannot write {html}: the folder {html.parent} does not exist")
-    if not templates.patient_ids:
-        raise GalleryError(f"the gallery {path} is empty: enroll scans first")
-    t0 = time.perf_counter()
-    probe = _acquire_probe(scan, model, series_uid, json_out)
-    index = TemplateIndex.cached(templates, path)
-    result = decide(probe.template.vector, index, cal, fmr, top_k)
-    seconds = time.perf_counter() - t0
-    out = {"scan": str(scan), **result.to_json(), "model_version": model.version,
-           "probe_quality": probe.record.quality, "seconds": round(seconds, 2)}  # fmt: skip
-    if html is not None:
-        from ctface.gallery.acquire import frontal_from_source
-        from ctface.gallery.report import identification_html
-
-        with GalleryDatabase(path) as g:
-            keys = [c.scan_key for c in result.candidates]
-            stored = {s.scan_key: s.record for s in g.scans(scan_keys=keys)}
-
-        def image(c: Any) -> Any:
-            return frontal_from_source(stored[c.scan_key])
-
-        out["html"] = str(identification_html(html, str(scan), probe.frontal, result, image))
+    with _gallery(db, weights, calibration) as gallery:
+        gallery.check(fmr)  # no gallery, another model's, an impossible FMR: before slow work
+        _note(gallery.calibration_note)
+        if html is not None and not html.parent.is_dir():
+            raise OutputError(f"cannot write {html}: the folder {html.parent} does not exist")
+        t0 = time.perf_counter()
+        probe = _acquire_probe(scan, gallery.model, series_uid, json_out)
+        result = gallery.identify(probe, fmr=fmr, top_k=top_k)
+        seconds = time.perf_counter() - t0
+        out = {"scan": str(scan), **result.to_json(), "model_version": gallery.model.version,
+               "probe_quality": probe.record.quality, "seconds": round(seconds, 2)}  # fmt: skip
+        if html is not None:
+            out["html"] = str(_identification_page(html, scan, probe, result, gallery.db))
     if json_out:
         print(json.dumps(out, indent=1))
         return
@@ -210,17 +171,32 @@ def identify(
         out_console.print(f"page: {out['html']}", markup=False)
 
 
+def _identification_page(html: Path, scan: Path, probe: Any, result: Any, db: Any) -> Path:
+    """The HTML page: the probe's and the candidates' frontal depth images (rendered again
+    from the candidates' source files: the gallery keeps no images)."""
+    from ctface.gallery.acquire import frontal_from_source
+    from ctface.gallery.report import identification_html
+
+    keys = [c.scan_key for c in result.candidates]
+    stored = {s.scan_key: s.record for s in db.scans(scan_keys=keys)}
+
+    def image(c: Any) -> Any:
+        return frontal_from_source(stored[c.scan_key])
+
+    return identification_html(html, str(scan), probe.frontal, result, image)
+
+
 def print_identification(label: str, result: Any) -> None:
     """The decision and the ranked candidates, for people."""
     t = result.threshold
     verdict = (f"[bold green]{escape(result.patient_id)}[/]" if result.patient_id
                else "[bold yellow]not in gallery[/]")  # fmt: skip
-    out_console.print(f"{escape(label)}: {verdict} (threshold {t['threshold']:.4f} at FMR "
-                      f"{t['fmr']:g}; calibration: {escape(str(t['calibration']))}, "
-                      f"{t['impostor_comparisons']} impostor comparisons)", highlight=False,
+    out_console.print(f"{escape(label)}: {verdict} (threshold {t.threshold:.4f} at FMR "
+                      f"{t.fmr:g}; calibration: {escape(t.calibration)}, "
+                      f"{t.impostor_comparisons} impostor comparisons)", highlight=False,
                       soft_wrap=True)  # fmt: skip
     for c in result.candidates:
-        mark = "above threshold" if c.score >= t["threshold"] else ""
+        mark = "above threshold" if c.score >= t.threshold else ""
         out_console.print(f"  {c.rank:>2}. {c.patient_id:<24} score {c.score:.4f} {mark}",
                           highlight=False, markup=False)  # fmt: skip
 
@@ -238,27 +214,28 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Are two scans the same person? Score, decision, and the measured FMR/FNMR there."""
-    from ctface.gallery import GalleryDatabase
-    from ctface.gallery import verify as decide
+    from ctface.api import resolve_calibration, resolve_model
+    from ctface.api import verify as decide
 
-    model = _model(weights)
-    stored = None
+    model = resolve_model(weights)
+    cal: Any = calibration
     if db is not None:
-        with GalleryDatabase(db) as g:
-            stored = g.calibration()
-        if stored is None and calibration is None:
-            err.print(f"note: {db} has no calibration (`ctface calibrate --gallery`): using the "
-                      "shipped one", highlight=False, markup=False, soft_wrap=True)  # fmt: skip
-    cal = _calibration(calibration, stored, model.version)
-    cal.threshold(fmr)
-    a = _acquire_probe(scan_a, model, None, json_out)
-    b = _acquire_probe(scan_b, model, None, json_out)
-    result = decide(a.template.vector, b.template.vector, cal, fmr)
+        with _gallery(db, weights, calibration) as gallery:
+            if calibration is None and gallery.db.calibration() is None:
+                _note(f"{db} has no calibration (`ctface calibrate --gallery`): using the "
+                      "shipped one")  # fmt: skip
+            cal = gallery.calibration
+            _note(gallery.calibration_note)
+    cal = resolve_calibration(cal, model.version)
+    cal.threshold(fmr)  # an impossible FMR fails before the slow work
+    result = decide(_acquire_probe(scan_a, model, None, json_out),
+                    _acquire_probe(scan_b, model, None, json_out), fmr=fmr, model=model,
+                    calibration=cal)  # fmt: skip
     out = {"scan_a": str(scan_a), "scan_b": str(scan_b), **result.to_json(),
            "model_version": model.version}  # fmt: skip
     word = "same person" if result.same_person else "different people"
-    line = (f"score {result.score:.4f}: {word} (threshold {result.threshold['threshold']:.4f} at "
-            f"FMR {fmr:g}; calibration: {cal.label}); at this score FMR "
+    line = (f"score {result.score:.4f}: {word} (threshold {result.threshold.threshold:.4f} at "
+            f"FMR {fmr:g}; calibration: {result.threshold.calibration}); at this score FMR "
             f"{result.fmr_at_score:.2e}, FNMR {result.fnmr_at_score:.3f}")  # fmt: skip
     report(out, json_out, line)
 
@@ -294,52 +271,25 @@ def calibrate(
 def _calibrate_cohort(
     cohort: Path, cache: Path | None, out: Path, weights: Path | None, jobs: int, json_out: bool
 ) -> None:
-    import numpy as np
-
+    """``ctface calibrate --cohort``: measure (``evaluate/calibration.py``), save, report."""
     from ctface.embed.embedder import FaceEmbedder
-    from ctface.evaluate.cohort import prepare_cohort
-    from ctface.gallery import calibrate as measure
+    from ctface.evaluate.calibration import calibrate_on_cohort
 
-    model = FaceEmbedder.load(weights)
+    model = FaceEmbedder.load(weights)  # first: a missing model fails before the slow work
     with progress_bar(json_out) as bar:
-        task = bar.add_task("pipeline", total=None, info="")
-        scans = prepare_cohort(cohort, cache or cohort / "depth", jobs,
-                               lambda i, n: bar.update(task, completed=i, total=n))  # fmt: skip
-        task = bar.add_task("embed", total=len(scans.examples), info="")
-        vectors = []
-        for ex in scans.examples:
-            vectors.append(model.template_of_depth(ex.depth_mm).vector)
-            bar.advance(task)
-    subjects = np.array([ex.subject_id for ex in scans.examples])
-    prov: dict[str, Any] = {
-        "cohort": cohort.name,
-        "cohort_path": cohort.name,  # no machine path in a file that may be shipped
-        "failures_to_acquire": scans.failures,
-        "command": "ctface calibrate",
-    }
-    spec_file = cohort / "cohort.json"
-    if spec_file.is_file():  # a `ctface phantom` cohort: name it by its settings, not its path
-        spec = json.loads(spec_file.read_text())
-        prov["cohort"] = f"phantom cohort seed {spec.get('seed')}"
-        prov["cohort_spec"] = spec
-    cal = measure(np.array(vectors), subjects, model.version, prov)
-    try:
-        cal.save(out)
-    except OSError as e:
-        raise OutputError(f"cannot write {out}: {e}") from e
-    rows: dict[str, dict[str, float] | None] = {}
-    for f in (1e-2, 1e-3, 1e-4):
-        try:
-            t = cal.threshold(f)
-            rows[f"{f:g}"] = {"threshold": round(t, 4), "fnmr": round(cal.fnmr_at(t), 4)}
-        except CtfaceError:
-            rows[f"{f:g}"] = None
-    summary = {"out": str(out), "model_version": model.version, "scans": len(subjects),
-               "subjects": int(len(np.unique(subjects))), "genuine": len(cal.genuine),
-               "impostor": len(cal.impostor), "failures_to_acquire": len(scans.failures),
-               "operating_points": rows}  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def show(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, info="")
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = calibrate_on_cohort(cohort, cache or cohort / "depth", model, jobs, show)
+    result.save(out)  # OutputError (exit 5) if it cannot be written
+    cal, rows = result.calibration, result.operating_points()
+    summary = {"out": str(out), **result.to_json()}
     line = (f"wrote {out}: {len(cal.genuine)} genuine / {len(cal.impostor)} impostor "
-            f"comparisons of {summary['subjects']} people; " + "; ".join(
+            f"comparisons of {result.subjects} people; " + "; ".join(
                 f"FMR {k}: t={v['threshold']} FNMR={v['fnmr']}" if v else f"FMR {k}: n/a"
                 for k, v in rows.items()))  # fmt: skip
     report(summary, json_out, line)
@@ -357,10 +307,7 @@ def _calibrate_gallery(db: Path, out: Path | None, json_out: bool) -> None:
         site = estimate(g.templates(), g.model_version, prov)
         g.save_calibration(site.calibration)
     if out is not None:
-        try:
-            site.calibration.save(out)
-        except OSError as e:
-            raise OutputError(f"cannot write {out}: {e}") from e
+        site.calibration.save(out)  # OutputError when it cannot be written
     summary = {"db": str(db), "out": str(out) if out else None, **site.to_json()}
     report(summary, json_out, _site_lines(db, site))
 
@@ -463,18 +410,8 @@ def export(
     from ctface.gallery import GalleryDatabase
 
     with GalleryDatabase(_db(db)) as g:
-        t = g.templates()
-        vectors = dict(zip(t.scan_keys.tolist(), t.vectors.tolist(), strict=True))
-        scans = []
-        for s in g.scans():
-            row = s.to_json()
-            if not no_templates:
-                row["template"] = [round(v, 7) for v in vectors[s.scan_key]]
-            scans.append(row)
-        data = {"format": "ctface-gallery-export-1", "stats": g.stats(),
-                "patients": [p for p, _ in g.patients()], "scans": scans,
-                "failures_to_acquire": g.failures()}  # fmt: skip
+        data = g.export(include_templates=not no_templates)
     write_text_atomic(out, json.dumps(data, indent=1))
     out_console.print(
-        f"wrote {out}: {len(data['patients'])} patients, {len(scans)} scans", markup=False
+        f"wrote {out}: {len(data['patients'])} patients, {len(data['scans'])} scans", markup=False
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +14,10 @@ from rich.table import Table
 
 from ctface.cli.main import app
 from ctface.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ctface.landmarks.model import CtFan
+    from ctface.training import TrainConfig
 
 out_console = Console()
 METHODS = ("auto", "ct-fan", "surface-fit")
@@ -55,7 +60,8 @@ def landmarks(
     if json_out:
         print(json.dumps(summary, indent=1))
         return
-    table = Table(title=f"landmarks of {scan} ({result.method}; cross-check: {result.cross_check})")
+    check = result.cross_check_text
+    table = Table(title=f"landmarks of {scan} ({result.method}; cross-check: {check})")
     for col in ("landmark", "LPS mm", "RAS mm", "confidence", "note"):
         table.add_column(col)
     for name, lm in result.landmarks.items():
@@ -96,48 +102,16 @@ def train_landmarks(
     json_out: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
 ) -> None:
     """Train CT-FAN (coarse + fine) on phantoms; resumes from the checkpoints in --work."""
-    import numpy as np
+    from ctface.landmarks.ctfan import save_weights
+    from ctface.landmarks.dataset import TRAINING_NUISANCE, LandmarkExample
+    from ctface.landmarks.train import TrainConfig, validation_error
 
-    from ctface.landmarks.ctfan import CtFanDetector, save_weights
-    from ctface.landmarks.dataset import (
-        TRAINING_NUISANCE,
-        LandmarkExample,
-        cohort_examples,
-        prepare_phantoms,
+    cfg_c = TrainConfig(iterations=coarse_iterations, batch=batch, seed=train_seed)
+    cfg_f = TrainConfig(iterations=fine_iterations, batch=2 * batch, seed=train_seed)
+    coarse_net, fine_net, info, val_paths = _train_ctfan(
+        work, phantoms, seed, validation, cohort, (cfg_c, cfg_f), jobs, json_out
     )
-    from ctface.landmarks.metrics import error_summary
-    from ctface.landmarks.train import TrainConfig, train_ctfan
-
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn())  # fmt: skip
-    cache = work / "cache"
-    with Progress(*columns, console=Console(stderr=True), disable=json_out) as bar:
-        task = bar.add_task("phantoms", total=phantoms + validation, info="")
-        step = lambda _p: bar.advance(task)  # noqa: E731
-        train_paths = prepare_phantoms(cache, seed, phantoms, TRAINING_NUISANCE, jobs, step)
-        val_paths = prepare_phantoms(cache, seed + 1, validation, TRAINING_NUISANCE, jobs, step)
-        examples = [LandmarkExample.load(p) for p in train_paths]
-        for folder in cohort:
-            examples.extend(cohort_examples(folder))
-        stages = {
-            "coarse": bar.add_task("coarse", total=coarse_iterations, info=""),
-            "fine": bar.add_task("fine", total=fine_iterations, info=""),
-        }
-
-        def show(stage: str, done: int, _total: int, loss: float) -> None:
-            bar.update(stages[stage], completed=done, info=f"loss {loss:.3f}")
-
-        cfg_c = TrainConfig(iterations=coarse_iterations, batch=batch, seed=train_seed)
-        cfg_f = TrainConfig(iterations=fine_iterations, batch=2 * batch, seed=train_seed)
-        coarse_net, fine_net, info = train_ctfan(examples, work, cfg_c, cfg_f, show)
-    detector = CtFanDetector(coarse_net, fine_net, {})
-    errors = []
-    for p in val_paths:
-        ex = LandmarkExample.load(p)
-        est = detector.detect_grids(ex.coarse, ex.fine).lps
-        e = np.linalg.norm(est - ex.lps, axis=1)
-        errors.append(np.where(ex.in_fov, e, np.nan))
-    val = error_summary(np.array(errors)) if errors else {}
+    val = validation_error(coarse_net, fine_net, (LandmarkExample.load(p) for p in val_paths))
     meta = {
         **info,
         "data": {
@@ -159,3 +133,44 @@ def train_landmarks(
             f"wrote {out}; validation ({validation} phantoms): mean {row.get('mean_mm')} mm, "
             f"p95 {row.get('p95_mm')} mm, failures {row.get('failure_rate')}"
         )
+
+
+def _train_ctfan(
+    work: Path,
+    phantoms: int,
+    seed: int,
+    validation: int,
+    cohort: list[Path],
+    configs: tuple[TrainConfig, TrainConfig],
+    jobs: int,
+    quiet: bool,
+) -> tuple[CtFan, CtFan, dict[str, Any], list[Path]]:
+    """The training and validation phantoms (made or reused in WORK/cache) and both stages
+    trained, with progress bars; returns the nets, what was run and the validation files."""
+    from ctface.landmarks.dataset import (
+        TRAINING_NUISANCE,
+        LandmarkExample,
+        cohort_examples,
+        prepare_phantoms,
+    )
+    from ctface.landmarks.train import train_ctfan
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())  # fmt: skip
+    cache = work / "cache"
+    with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
+        task = bar.add_task("phantoms", total=phantoms + validation, info="")
+        step = lambda _p: bar.advance(task)  # noqa: E731
+        train_paths = prepare_phantoms(cache, seed, phantoms, TRAINING_NUISANCE, jobs, step)
+        val_paths = prepare_phantoms(cache, seed + 1, validation, TRAINING_NUISANCE, jobs, step)
+        examples = [LandmarkExample.load(p) for p in train_paths]
+        for folder in cohort:
+            examples.extend(cohort_examples(folder))
+        stages = {name: bar.add_task(name, total=cfg.iterations, info="")
+                  for name, cfg in zip(("coarse", "fine"), configs, strict=True)}  # fmt: skip
+
+        def show(stage: str, done: int, _total: int, loss: float) -> None:
+            bar.update(stages[stage], completed=done, info=f"loss {loss:.3f}")
+
+        coarse_net, fine_net, info = train_ctfan(examples, work, *configs, show)
+    return coarse_net, fine_net, info, val_paths

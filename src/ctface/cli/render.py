@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ctface.cli.main import app
+from ctface.landmarks.skin import SKIN_HU
+from ctface.render.views import RENDER_PX
 
 out_console = Console()
 SOURCE_KEYS = ("format", "series_uid", "series_description", "notes", "canonical")
@@ -23,9 +25,9 @@ def render(
     views: int = typer.Option(
         90, "--views", min=1, help="Number of poses: a pitch x roll grid (90 = 9 x 10)."
     ),
-    size: int = typer.Option(256, "--size", min=16, max=4096, help="Image size in pixels."),
+    size: int = typer.Option(RENDER_PX, "--size", min=16, max=4096, help="Image size in pixels."),
     threshold: float = typer.Option(
-        -350.0, "--threshold", help="Skin isosurface threshold in HU (paper: -400..-300)."
+        SKIN_HU, "--threshold", help="Skin isosurface threshold in HU (paper: -400..-300)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary, no progress."),
 ) -> None:
@@ -56,8 +58,8 @@ def render(
         "mm_per_pixel": result.mm_per_pixel,
         "frame": result.frame.to_json(),
         "source": {k: volume.metadata.get(k) for k in SOURCE_KEYS if k in volume.metadata},
-        "missing": result.face_region["missing"],
-        "partial": result.face_region["partial"],
+        "missing": list(result.face_region.missing),
+        "partial": list(result.face_region.partial),
         "seconds": {
             "load": round(t1 - t0, 3),
             "render": round(t2 - t1, 3),
@@ -67,7 +69,7 @@ def render(
     if json_out:
         print(json.dumps(summary, indent=1))
     else:
-        missing = ", ".join(result.face_region["missing"]) or "none"
+        missing = ", ".join(result.face_region.missing) or "none"
         meta = volume.metadata
         if meta.get("series_uid"):
             about = meta.get("series_description") or "no description"

@@ -102,13 +102,8 @@ def segmenter(
     """Train the face separation network; report its IoU on --validation."""
     import numpy as np
 
-    from ctface.embed.segment import (
-        face_masks,
-        iou,
-        save_segmenter,
-        segmenter_data,
-        train_segmenter,
-    )
+    from ctface.embed.segment import face_masks, iou, save_segmenter
+    from ctface.embed.segment_train import segmenter_data, train_segmenter
     from ctface.training import TrainConfig
 
     x, y = segmenter_data(_depth_and_masks(_cached(ct, "*.npz")))

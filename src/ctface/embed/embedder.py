@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from ctface.embed.segment import FaceSegmenter, face_masks
 from ctface.embed.shipped import WEIGHTS
 from ctface.embed.template import TEMPLATE_RULE, checked_rule, scan_template
 from ctface.errors import MissingDataError
+from ctface.model_files import load_checked, save_atomic
 from ctface.render.depth import FaceRendering
-from ctface.training import load_checked, save_atomic
 
 # 2: a usable model records its template rule (older ctface versions, which read only 1,
 # refuse it rather than silently making mean templates); 1: no rule recorded = mean.
@@ -33,12 +34,27 @@ READABLE = ("ctface-embedder-1", FORMAT)
 
 @dataclass(frozen=True)
 class Template:
-    """One scan's face template: a unit vector, and what made it."""
+    """One scan's face template: a unit vector, and what made it.
 
-    vector: np.ndarray  # (D,) float32, unit length
+    Attributes
+    ----------
+    vector : ndarray, shape (D,)
+        float32, unit length (D = 128 for the shipped model). The similarity of two scans is
+        the dot product of their vectors, -1..1; decisions compare it with a calibrated
+        threshold.
+    n_views : int
+        Depth views it was made from (90).
+    model_version : str
+        First 16 hex digits of the weights file's SHA-256: templates of different models
+        cannot be compared.
+    face_fraction : float
+        Share of the image pixels the face separation kept (mean over views, 0..1).
+    """
+
+    vector: np.ndarray
     n_views: int
-    model_version: str  # first 16 hex digits of the weights file's SHA-256
-    face_fraction: float  # share of the image pixels the face separation kept (mean over views)
+    model_version: str
+    face_fraction: float
 
 
 def save_model(
@@ -75,9 +91,11 @@ class FaceEmbedder:
         segmenter: FaceSegmenter,
         version: str,
         template_rule: str = TEMPLATE_RULE,
+        path: Path | None = None,
     ) -> None:
         self.config, self.net, self.segmenter, self.version = cfg, net, segmenter, version
         self.template_rule = template_rule
+        self.path = path  # the weights file it was read from (worker processes read it again)
         self.net.eval()
         self.segmenter.eval()
 
@@ -104,7 +122,7 @@ class FaceEmbedder:
             rule = checked_rule(state.get("template", "mean"))  # format 1 without one: mean
         except Exception as e:  # noqa: BLE001 - any unreadable file gets one message
             raise MissingDataError(f"recognition model weights unreadable: {p} ({e})") from e
-        return cls(cfg, net, seg, hashlib.sha256(data).hexdigest()[:16], rule)
+        return cls(cfg, net, seg, hashlib.sha256(data).hexdigest()[:16], rule, p.resolve())
 
     def images(self, depth_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(V, S, S) render depth mm -> face images (V, 128, 128) uint8 and face masks."""
@@ -126,6 +144,16 @@ class FaceEmbedder:
         emb = self.embed(imgs)
         vector = scan_template(emb, self.template_rule)
         return Template(vector, len(imgs), self.version, float(mask.mean()))
+
+
+def cached_model(path: str | Path | None = None) -> FaceEmbedder:
+    """``FaceEmbedder.load(path)`` (None: the shipped model), read once per process per file."""
+    return _cached(str(Path(path).resolve()) if path else "")
+
+
+@lru_cache(maxsize=2)
+def _cached(path: str) -> FaceEmbedder:
+    return FaceEmbedder.load(path or None)
 
 
 def _network(state: dict[str, Any]) -> tuple[EmbedConfig, dict[str, torch.Tensor]]:

@@ -24,21 +24,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ctface.embed.images import RENDER_SIZE, pool_depth
+from ctface.embed.images import pool_depth
 from ctface.face_model import five_landmarks
 from ctface.files import save_npz_atomic
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.head import find_head
 from ctface.jobs import map_jobs
-from ctface.landmarks.frame import FaceFrame
+from ctface.landmarks.frame import FaceFrame, FrameMethod
 from ctface.landmarks.sampling import LANDMARKS, face_axes
 from ctface.landmarks.skin import SkinSurface, mesh_surface
-from ctface.phantom.cohort import CohortSpec, ScanJob, _load, draw_job, plan, synthesize_job
+from ctface.phantom.cohort import (
+    CohortSpec,
+    ScanJob,
+    draw_job,
+    load_generator_model,
+    plan,
+    synthesize_job,
+)
 from ctface.phantom.generator import scan_vertices
 from ctface.phantom.params import NuisanceConfig
 from ctface.phantom.scanner import place_head
 from ctface.render.depth import render_face, render_surface
-from ctface.render.views import View, pose_grid
+from ctface.render.views import RENDER_PX, View, pose_grid
 
 MASK_TOLERANCE_MM = 10.0
 LANDMARK_ERROR_MM = 1.5  # SD per coordinate of the simulated landmark error (CT-FAN: ~1.3 mm)
@@ -73,7 +80,7 @@ def jittered_frame(lps: np.ndarray, rng: np.random.Generator, error_mm: float) -
     """The landmarks' face frame (``LandmarkSet.frame``) of true points plus detection error."""
     pts = lps + rng.normal(0.0, error_mm, lps.shape)
     axes = face_axes(pts)
-    return FaceFrame(pts[2].copy(), axes[2], axes[1], "landmarks")
+    return FaceFrame(pts[2].copy(), axes[2], axes[1], FrameMethod.LANDMARKS)
 
 
 def true_face_mask(
@@ -91,7 +98,7 @@ def phantom_truth(
     and its true face surface (face model's face and eyes, LPS mm); no CT is made."""
     spec = CohortSpec(subjects=job.subject_index + 1, seed=seed, nuisance=nuisance)
     subject, scan, _ = draw_job(spec, job)
-    model, maps = _load(None)
+    model, maps = load_generator_model(None)
     v = scan_vertices(model, maps, subject, scan)
     place = place_head(scan, v[model.vertex_group <= 1], v[model.landmarks68[30]])
     marks = five_landmarks(model, v)
@@ -115,8 +122,8 @@ def phantom_example(
     volume = canonicalize(find_head(scan.volume), 1.0)
     frame, face = phantom_truth(seed, job, nuisance, error_mm)
     views = pose_grid() if views is None else views
-    ct = pool_depth(render_face(volume, frame=frame, views=views, size=RENDER_SIZE).depth_mm)
-    face_depth = pool_depth(render_surface(face, frame, views, size=RENDER_SIZE))
+    ct = pool_depth(render_face(volume, frame=frame, views=views, size=RENDER_PX).depth_mm)
+    face_depth = pool_depth(render_surface(face, frame, views, size=RENDER_PX))
     return DepthExample(
         scan.scan.scan_id,
         scan.subject.subject_id,
@@ -131,7 +138,7 @@ def remask(path: Path, nuisance: NuisanceConfig, tolerance_mm: float = MASK_TOLE
     _, seed, subject, scan = path.stem.split("_")
     ex = DepthExample.load(path)
     frame, face = phantom_truth(int(seed), ScanJob(int(subject), int(scan), 1), nuisance)
-    face_depth = pool_depth(render_surface(face, frame, pose_grid(), size=RENDER_SIZE))
+    face_depth = pool_depth(render_surface(face, frame, pose_grid(), size=RENDER_PX))
     ct = ex.depth_mm.astype(np.float32)
     DepthExample(
         ex.scan_id, ex.subject_id, ex.depth_mm, true_face_mask(ct, face_depth, tolerance_mm)

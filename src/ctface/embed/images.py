@@ -16,8 +16,7 @@ import torch.nn.functional as F
 
 from ctface.render.depth import SCALE_C, THETA_MM, normalize_depth
 
-CACHE_SIZE = 128
-RENDER_SIZE = 256
+CACHE_SIZE = 128  # render.views.RENDER_PX / 2
 
 
 def pool_depth(depth_mm: np.ndarray, size: int = CACHE_SIZE) -> np.ndarray:

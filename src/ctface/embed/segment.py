@@ -4,15 +4,14 @@ The paper uses CEDN (VGG16 encoder, deconvolution decoder) trained on 2-D face p
 Here a small convolutional encoder (4 levels, 16-128 channels) and a decoder of transposed
 convolutions ("deconvolutions") with skip connections from the encoder (U-Net style, which
 keeps the face's outline sharp at this size) are trained on phantom depth images whose true
-face mask is known from the face model (``examples``): it learns to drop the neck, headrest,
-tubes and anything in front of the face. It works at ``SEG_SIZE`` px on *metric* depth
-(``metric_input``: mm above the reference plane / 180), not on the paper's per-image adjustment,
-whose maximum a tube in front of the face would set.
+face mask is known from the face model (``examples``; training: ``segment_train``): it learns
+to drop the neck, headrest, tubes and anything in front of the face. It works at ``SEG_SIZE`` px
+on *metric* depth (``metric_input``: mm above the reference plane / 180), not on the paper's
+per-image adjustment, whose maximum a tube in front of the face would set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ from torch import nn
 
 from ctface.embed.images import pool_depth
 from ctface.errors import MissingDataError
+from ctface.model_files import load_checked, save_atomic
 from ctface.render.depth import FRONT_MM, REFERENCE_MM
-from ctface.training import TrainConfig, load_checked, save_atomic, train_loop
 
 SEG_SIZE = 64
 FORMAT = "ctface-segmenter-1"
@@ -75,15 +74,6 @@ class FaceSegmenter(nn.Module):
         return out
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy + soft Dice."""
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    p = torch.sigmoid(logits)
-    inter = (p * target).sum(dim=(1, 2, 3))
-    dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
-    return bce + dice.mean()
-
-
 @torch.no_grad()
 def face_masks(net: FaceSegmenter, depth_mm: np.ndarray, batch: int = 128) -> np.ndarray:
     """(V, S, S) depth mm -> (V, S, S) bool face mask (the network's 64 px mask, upsampled)."""
@@ -99,43 +89,6 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of two boolean masks (all images together)."""
     union = np.logical_or(pred, truth).sum()
     return float(np.logical_and(pred, truth).sum() / union) if union else 1.0
-
-
-def segmenter_data(
-    examples: list[tuple[np.ndarray, np.ndarray]],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(depth mm, true mask) pairs -> network inputs and 64 px targets for every view."""
-    xs, ys = [], []
-    for depth, mask in examples:
-        xs.append(metric_input(depth))
-        f = mask.shape[-1] // SEG_SIZE
-        m = mask.reshape(len(mask), SEG_SIZE, f, SEG_SIZE, f).mean(axis=(2, 4)) >= 0.5
-        ys.append(torch.from_numpy(m.astype(np.float32))[:, None])
-    return torch.cat(xs), torch.cat(ys)
-
-
-def train_segmenter(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    settings: TrainConfig,
-    checkpoint: Path,
-    progress: Callable[[int, float], None] | None = None,
-) -> tuple[FaceSegmenter, list[float]]:
-    """Train on inputs ``x`` and masks ``y`` (``segmenter_data``); random flips left-right
-    (a mirrored face is a face) and 90-degree turns are not used (the camera is upright)."""
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(settings.seed)
-    net = FaceSegmenter()
-
-    def batch_loss(it: int, rng: np.random.Generator) -> torch.Tensor:
-        idx = torch.from_numpy(rng.integers(0, len(x), settings.batch))
-        xb, yb = x[idx], y[idx]
-        if rng.random() < 0.5:
-            xb, yb = xb.flip(-1), yb.flip(-1)
-        return segmentation_loss(net(xb), yb)
-
-    losses = train_loop(net, batch_loss, settings, 4, checkpoint, progress)
-    return net, losses
 
 
 def save_segmenter(path: Path, net: FaceSegmenter, provenance: dict[str, Any]) -> Path:

@@ -23,7 +23,7 @@ from ctface.jobs import map_jobs
 from ctface.landmarks.dataset import TRAINING_NUISANCE
 from ctface.landmarks.sampling import LANDMARKS
 from ctface.landmarks.skin import mesh_surface
-from ctface.phantom.cohort import _load
+from ctface.phantom.cohort import load_generator_model
 from ctface.phantom.params import draw_expression, draw_subject
 from ctface.render.depth import render_surface
 from ctface.render.views import View
@@ -48,7 +48,7 @@ def synthetic_face(
     seed: int, index: int, instances: int = 2, views: int = 8, face_model: str | None = None
 ) -> DepthExample:
     """Identity ``index`` of the set ``seed``: ``instances`` x ``views`` depth images."""
-    model, _ = _load(face_model)
+    model, _ = load_generator_model(face_model)
     rng = np.random.default_rng([seed, index, 0x5F])
     person = draw_subject(rng, f"F{index:05d}", model.n_identity)
     identity = person.identity * np.float32(rng.uniform(0.8, 1.25))

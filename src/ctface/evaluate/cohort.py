@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ctface.embed.examples import DepthExample
-from ctface.embed.images import RENDER_SIZE, pool_depth
+from ctface.embed.images import pool_depth
 from ctface.errors import CtfaceError, InvalidInputError
 from ctface.evaluate.volumes import ScanVolumes, face_volume, head_volume
 from ctface.jobs import map_jobs
+from ctface.render.views import RENDER_PX
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def _prepare(path: Path, row: dict[str, str], depth: Path | None, vol: Path | No
 
     ct = load_ct(path)
     if depth is not None:
-        rendering = render_face(ct, size=RENDER_SIZE)
+        rendering = render_face(ct, size=RENDER_PX)
         d = pool_depth(rendering.depth_mm).astype(np.float16)
         DepthExample(row["scan_id"], row["subject_id"], d, None).save(depth)
         frame = rendering.frame

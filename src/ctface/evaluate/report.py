@@ -19,9 +19,14 @@ from ctface.evaluate.data import CohortData
 from ctface.evaluate.harness import MethodRun
 from ctface.evaluate.results import protocol_result
 from ctface.evaluate.tables import TABLE_I, TABLE_II, metric_text, render_tables
+from ctface.extras import available, pyplot
 from ctface.files import portable_path, write_text_atomic
 
 FORMAT = "ctface-evaluation-1"
+NO_FIGURES = (
+    "<p>(no figures: matplotlib is not installed; pip install 'ctface[plot]', then "
+    "<code>ctface evaluate --out ... --tables</code>)</p>"
+)
 MAX_PLOTTED = 6
 HEADLINE = ("rank1", "rank1_acquired", "vacc", "auc", "eer", "fnmr@fmr=0.01", "fnmr@fmr=0.001",
             "fnmr@fmr=0.0001", "fnir@fpir=0.01", "fnir@fpir=0.003")  # fmt: skip
@@ -90,8 +95,7 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the report's figures")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -113,11 +117,7 @@ def _plotted(methods: list[dict[str, Any]], protocol: str) -> list[dict[str, Any
 
 
 def _figures(methods: list[dict[str, Any]], protocol: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the report's figures")
     shown = _plotted(methods, protocol)
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     for m in shown:
@@ -211,7 +211,10 @@ def report_html(report: dict[str, Any]) -> str:
             "score.</small></p>"
         )
         if have:
-            parts += [f"<p><img src='{u}'></p>" for u in _figures(have, protocol)]
+            if available("matplotlib"):
+                parts += [f"<p><img src='{u}'></p>" for u in _figures(have, protocol)]
+            else:
+                parts.append(NO_FIGURES)
             parts += ["<h3>Rank-1 by nuisance (probe scan; generator ground truth)</h3>",
                       _nuisance_html(have, protocol)]  # fmt: skip
     return "\n".join(parts)

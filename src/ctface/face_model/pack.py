@@ -14,7 +14,6 @@ eye occlusion and eyelashes come after them and are dropped.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ctface.errors import InvalidInputError, MissingDataError, OutputError
+from ctface.files import atomic_path
 
 NEUTRAL_FILE = "generic_neutral_mesh.obj"
 FULL_VERTICES = 26719  # ICT README, "All: Vertex indices [0:26718]"
@@ -181,12 +181,6 @@ def pack_face_model(folder: Path, out: Path) -> Path:
         "units": np.array("cm"),
         "source": np.array(f"ICT-FaceKit FaceXModel/ packed from {folder.resolve()}, MIT License"),
     }
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {out}: {exc}") from exc
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return out

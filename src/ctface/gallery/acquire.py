@@ -2,7 +2,7 @@
 gate: a scan whose face is not usable is refused with a failure-to-acquire code, never enrolled
 or identified silently.
 
-Codes (``FailureToAcquire.code``):
+Codes (``FailureToAcquire.code``, an ``errors.FailureCode``):
 - ``no-face``: no face in the field of view (no skin surface in front of the face).
 - ``thick-slices``: slices thicker than ``MAX_SLICE_MM`` (the range the model was trained and
   tested on: the phantoms' 0.6-5 mm).
@@ -18,14 +18,16 @@ Codes (``FailureToAcquire.code``):
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ctface.embed.embedder import FaceEmbedder, Template
-from ctface.errors import CtfaceError, FailureToAcquire, NoFaceError
+from ctface.errors import CtfaceError, FailureCode, FailureToAcquire, NoFaceError
 from ctface.gallery.records import ACQUISITION_KEYS, ScanRecord
 from ctface.ingest import CtVolume, load_ct
 from ctface.ingest.archive import ArchiveScan, load_archive_scan, source_digest
@@ -48,33 +50,28 @@ class Acquisition:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def acquire(
-    source: str | Path | ArchiveScan, model: FaceEmbedder, *, series_uid: str | None = None
-) -> Acquisition:
-    """Load, render, check and embed one scan. Raises FailureToAcquire (quality gate), and the
-    loaders' InvalidInputError for unreadable input."""
+Source = str | Path | ArchiveScan | CtVolume
+
+
+def acquire(source: Source, model: FaceEmbedder, *, series_uid: str | None = None) -> Acquisition:
+    """Load (unless ``source`` is a loaded volume), render, check and embed one scan. Raises
+    FailureToAcquire (quality gate), and the loaders' InvalidInputError for unreadable input."""
     t0 = time.perf_counter()
     try:
-        if isinstance(source, ArchiveScan):
-            volume = load_archive_scan(source)
-        else:
-            volume = load_ct(source, series_uid=series_uid)
+        volume = _load(source, series_uid)
         t1 = time.perf_counter()
         _check_slices(volume)
         rendering = render_face(volume)
     except FailureToAcquire:
         raise
     except NoFaceError as e:
-        raise FailureToAcquire("no-face", str(e)) from e
-    if isinstance(source, ArchiveScan):
-        digest = source.digest  # already read by the enrollment's resume check
-    else:
-        digest = source_digest(volume.metadata.get("files") or [volume.metadata["source"]])
+        raise FailureToAcquire(FailureCode.NO_FACE, str(e)) from e
+    digest = _digest(source, volume)
     t2 = time.perf_counter()
-    missing = [p for p in REQUIRED_PARTS if p in rendering.face_region["missing"]]
+    missing = [p for p in REQUIRED_PARTS if p in rendering.face_region.missing]
     if missing:
         raise FailureToAcquire(
-            "face-incomplete",
+            FailureCode.FACE_INCOMPLETE,
             f"the {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the "
             "scan (outside the field of view or without skin)",
         )
@@ -82,7 +79,7 @@ def acquire(
     template = model.template(rendering)
     if template.face_fraction < MIN_FACE_FRACTION:
         raise FailureToAcquire(
-            "face-covered",
+            FailureCode.FACE_COVERED,
             f"the face separation found face in {template.face_fraction:.0%} of the image "
             f"(usable scans: >= {MIN_FACE_FRACTION:.0%}); is the face covered?",
         )
@@ -90,22 +87,51 @@ def acquire(
     meta = volume.metadata
     record = ScanRecord(
         digest=digest,
-        source=str(Path(meta.get("source", str(source))).resolve()),
+        source=_source_path(source, meta),
         series_uid=meta.get("series_uid"),
         study_uid=meta.get("study_uid"),
         dicom_patient_id=str(meta.get("patient_id") or ""),
         acquisition={k: meta[k] for k in ACQUISITION_KEYS if k in meta},
         quality={
             "face_fraction": round(template.face_fraction, 4),
-            "missing_parts": rendering.face_region["missing"],
-            "partial_parts": rendering.face_region.get("partial", []),
+            "missing_parts": list(rendering.face_region.missing),
+            "partial_parts": list(rendering.face_region.partial),
             "face_frame": rendering.frame.method,
-            "soft_tissue_share": rendering.face_region["under_skin"]["soft_tissue_share"],
+            "soft_tissue_share": rendering.face_region.under_skin.soft_tissue_share,
             "n_views": template.n_views,
         },
     )
     seconds = {"load": t1 - t0, "render": t2 - t1, "embed": t3 - t2}
     return Acquisition(record, template, frontal_image(rendering), seconds)
+
+
+def _load(source: Source, series_uid: str | None) -> CtVolume:
+    if isinstance(source, CtVolume):
+        return source
+    if isinstance(source, ArchiveScan):
+        return load_archive_scan(source)
+    return load_ct(source, series_uid=series_uid)
+
+
+def _source_path(source: Source, meta: dict[str, Any]) -> str:
+    if meta.get("source"):
+        return str(Path(meta["source"]).resolve())
+    if isinstance(source, CtVolume):
+        return "(volume in memory)"
+    return str(Path(str(source)).resolve())
+
+
+def _digest(source: Source, volume: CtVolume) -> str:
+    """The scan's identity in the gallery: the digest of its files (of its voxels for a volume
+    made in memory)."""
+    if isinstance(source, ArchiveScan):
+        return source.digest  # already read by the enrollment's resume check
+    files = volume.metadata.get("files") or (
+        [volume.metadata["source"]] if volume.metadata.get("source") else []
+    )
+    if files:
+        return source_digest(files)
+    return hashlib.sha256(volume.hu.tobytes() + volume.affine_lps.tobytes()).hexdigest()
 
 
 def frontal_image(rendering: FaceRendering) -> np.ndarray:
@@ -130,17 +156,17 @@ def _check_slices(volume: CtVolume) -> None:
     spacing = [float(v) for v in volume.metadata.get("original_spacing") or []]
     if spacing and max(spacing) > MAX_SLICE_MM:  # the coarsest axis, whatever the orientation
         raise FailureToAcquire(
-            "thick-slices",
+            FailureCode.THICK_SLICES,
             f"slices {max(spacing):.1f} mm apart (at most {MAX_SLICE_MM:g} mm: the range "
             "the recognition model was trained and tested on)",
         )
 
 
 def _check_soft_tissue(rendering: FaceRendering) -> None:
-    share = rendering.face_region["under_skin"]["soft_tissue_share"]
+    share = rendering.face_region.under_skin.soft_tissue_share
     if share < MIN_SOFT_TISSUE:
         raise FailureToAcquire(
-            "no-soft-tissue",
+            FailureCode.NO_SOFT_TISSUE,
             f"the face surface is not skin over soft tissue: {share:.0%} of the CT just behind "
             f"it is soft tissue (faces: >= {MIN_SOFT_TISSUE:.0%}); a bare skull or a phantom?",
         )

@@ -24,10 +24,34 @@ import numpy as np
 
 from ctface.embed.shipped import CALIBRATION
 from ctface.errors import GalleryError, InvalidInputError, MissingDataError
+from ctface.files import write_text_atomic
 from ctface.gallery.scores import pair_scores, rate_at, threshold_at_rate
 
 FORMAT = "ctface-calibration-1"
 DEFAULT_FMR = 1e-3
+
+
+@dataclass(frozen=True)
+class DecisionThreshold:
+    """The threshold that decisions compare scores with (exact), the FMR it was chosen for, and
+    where it comes from (``Calibration.describe``)."""
+
+    threshold: float
+    fmr: float
+    fnmr_at_threshold: float  # measured share of genuine comparisons below it (rounded)
+    impostor_comparisons: int
+    genuine_comparisons: int
+    calibration: str  # ``Calibration.label``
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "fmr": self.fmr,
+            "fnmr_at_threshold": self.fnmr_at_threshold,
+            "impostor_comparisons": self.impostor_comparisons,
+            "genuine_comparisons": self.genuine_comparisons,
+            "calibration": self.calibration,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,17 +98,17 @@ class Calibration:
                 ": recalibrate with `ctface calibrate` (or pass the matching --calibration)"
             )
 
-    def describe(self, fmr: float) -> dict[str, Any]:
+    def describe(self, fmr: float) -> DecisionThreshold:
         """Threshold (exact: decisions compare with it) and provenance, as printed."""
         t = self.threshold(fmr)
-        return {
-            "threshold": t,
-            "fmr": fmr,
-            "fnmr_at_threshold": round(self.fnmr_at(t), 4),
-            "impostor_comparisons": len(self.impostor),
-            "genuine_comparisons": len(self.genuine),
-            "calibration": self.label,
-        }
+        return DecisionThreshold(
+            threshold=t,
+            fmr=fmr,
+            fnmr_at_threshold=round(self.fnmr_at(t), 4),
+            impostor_comparisons=len(self.impostor),
+            genuine_comparisons=len(self.genuine),
+            calibration=self.label,
+        )
 
     def save(self, path: Path) -> None:
         data = {
@@ -94,10 +118,7 @@ class Calibration:
             "genuine": [round(float(s), 5) for s in self.genuine],
             "impostor": [round(float(s), 5) for s in self.impostor],
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(data, separators=(",", ":")))
 
     @classmethod
     def load(cls, path: Path | None = None) -> Calibration:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ctface.gallery.calibration import Calibration
+from ctface.gallery.calibration import Calibration, DecisionThreshold
 from ctface.gallery.search import Candidate, TemplateIndex
 
 
@@ -22,17 +22,17 @@ from ctface.gallery.search import Candidate, TemplateIndex
 class Identification:
     candidates: list[Candidate]
     patient_id: str | None  # the decision: None = not in gallery
-    threshold: dict[str, Any]  # Calibration.describe(fmr)
+    threshold: DecisionThreshold  # Calibration.describe(fmr)
     gallery_scans: int
     gallery_patients: int
     search: str
 
     def to_json(self) -> dict[str, Any]:
-        fmr = float(self.threshold["fmr"])
+        fmr = float(self.threshold.fmr)
         decision = {
             "patient_id": self.patient_id,
             "in_gallery": self.patient_id is not None,
-            **self.threshold,
+            **self.threshold.to_json(),
             "fpir_estimate": round(1.0 - (1.0 - fmr) ** self.gallery_scans, 6),
         }
         return {
@@ -50,7 +50,7 @@ def identify(
     info = calibration.describe(fmr)
     candidates = index.rank_patients(probe, top_k)
     best = candidates[0] if candidates else None
-    hit = best.patient_id if best is not None and best.score >= info["threshold"] else None
+    hit = best.patient_id if best is not None and best.score >= info.threshold else None
     n_patients = len(set(index.gallery.patient_ids))
     return Identification(
         candidates, hit, info, len(index.gallery.patient_ids), n_patients, index.kind
@@ -61,14 +61,14 @@ def identify(
 class Verification:
     score: float
     same_person: bool
-    threshold: dict[str, Any]
+    threshold: DecisionThreshold
     fmr_at_score: float  # measured share of impostor comparisons scoring this high or higher
     fnmr_at_score: float  # measured share of genuine comparisons scoring lower
 
     def to_json(self) -> dict[str, Any]:
         return {
             "score": round(self.score, 6),
-            "decision": {"same_person": self.same_person, **self.threshold},
+            "decision": {"same_person": self.same_person, **self.threshold.to_json()},
             "fmr_at_score": self.fmr_at_score,
             "fnmr_at_score": self.fnmr_at_score,
         }
@@ -80,7 +80,7 @@ def verify(a: np.ndarray, b: np.ndarray, calibration: Calibration, fmr: float) -
     score = float(np.dot(a, b))
     return Verification(
         score,
-        score >= info["threshold"],
+        score >= info.threshold,
         info,
         round(calibration.fmr_at(score), 6),
         round(calibration.fnmr_at(score), 6),

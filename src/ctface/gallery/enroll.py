@@ -13,18 +13,33 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ctface.embed.embedder import FaceEmbedder
-from ctface.errors import CtfaceError, FailureToAcquire, InvalidInputError, NoFaceError
+from ctface.embed.embedder import FaceEmbedder, cached_model
+from ctface.errors import (
+    CtfaceError,
+    FailureCode,
+    FailureToAcquire,
+    InvalidInputError,
+    NoFaceError,
+)
 from ctface.gallery.acquire import Acquisition, acquire
 from ctface.gallery.store import GalleryDatabase
 from ctface.ingest.archive import ArchiveScan
 from ctface.jobs import map_jobs
 
 Source = str | Path | ArchiveScan
-_MODELS: dict[str, FaceEmbedder] = {}
+
+
+class Status(StrEnum):
+    """What happened to one scan of an enrollment (``Outcome.status``)."""
+
+    ENROLLED = "enrolled"
+    ALREADY_ENROLLED = "already-enrolled"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # it failed in an earlier run (``retry_failed`` tries it again)
 
 
 @dataclass(frozen=True)
@@ -33,9 +48,9 @@ class Outcome:
 
     source: str
     patient_id: str
-    status: str  # enrolled | already-enrolled | failed | skipped
+    status: Status
     scan_key: int | None = None
-    code: str | None = None  # failure-to-acquire code, or "unreadable" / "conflict"
+    code: FailureCode | None = None  # failed, skipped: why
     reason: str | None = None
     seconds: float = 0.0
 
@@ -43,42 +58,40 @@ class Outcome:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-def failure_code(e: CtfaceError) -> str:
+def failure_code(e: CtfaceError) -> FailureCode:
     if isinstance(e, FailureToAcquire):
         return e.code
     if isinstance(e, NoFaceError):
-        return "no-face"
-    return "unreadable" if isinstance(e, InvalidInputError) else "error"
+        return FailureCode.NO_FACE
+    return FailureCode.UNREADABLE if isinstance(e, InvalidInputError) else FailureCode.ERROR
 
 
-def _model(weights: str | None, threads: int) -> FaceEmbedder:
-    key = str(weights)
-    if key not in _MODELS:
-        import torch
+def _model(model: FaceEmbedder | str | None, threads: int) -> FaceEmbedder:
+    import torch
 
-        torch.set_num_threads(threads)
-        _MODELS.clear()
-        _MODELS[key] = FaceEmbedder.load(weights)
-    return _MODELS[key]
+    torch.set_num_threads(threads)
+    return model if isinstance(model, FaceEmbedder) else cached_model(model)
 
 
 def acquire_job(
-    source: Source, weights: str | None, threads: int
-) -> tuple[Acquisition | None, str | None, str | None, float]:
-    """Acquire in a worker: (acquisition, failure code, reason, seconds); never raises for
-    a bad scan."""
+    source: Source, model: FaceEmbedder | str | None, threads: int
+) -> tuple[Acquisition | None, FailureCode | None, str | None, float]:
+    """Acquire in this process or a worker (``model``: the model, or in a worker the weights
+    file it reads once): (acquisition, failure code, reason, seconds); never raises for a bad
+    scan."""
     t = time.perf_counter()
     try:
-        return acquire(source, _model(weights, threads)), None, None, time.perf_counter() - t
+        return acquire(source, _model(model, threads)), None, None, time.perf_counter() - t
     except CtfaceError as e:
         return None, failure_code(e), str(e), time.perf_counter() - t
     except MemoryError:
-        return None, "error", "out of memory while processing the scan", time.perf_counter() - t
+        why = "out of memory while processing the scan"
+        return None, FailureCode.ERROR, why, time.perf_counter() - t
     except Exception as e:  # noqa: BLE001 - one bad scan must not end an archive's enrollment
         why = f"{type(e).__name__}: {e}"
         return (
             None,
-            "unreadable" if isinstance(e, OSError) else "error",
+            FailureCode.UNREADABLE if isinstance(e, OSError) else FailureCode.ERROR,
             why,
             time.perf_counter() - t,
         )
@@ -108,6 +121,25 @@ class LazyGallery:
             self._g.close()
 
 
+def _known(
+    g: GalleryDatabase | None, src: Source, pid: str, digest: str | None, retry_failed: bool
+) -> Outcome | None:
+    """The outcome of an archive scan decided by its digest before any work (enrolled, under
+    another patient, failed before), or None: it is to be acquired."""
+    if digest is None or g is None:
+        return None
+    owner, failed = g.find_digest(digest), g.failure(digest)
+    if owner == pid:
+        return Outcome(label(src), owner, Status.ALREADY_ENROLLED)
+    if owner is not None:
+        return Outcome(label(src), pid, Status.FAILED, code=FailureCode.CONFLICT,
+                       reason=f"these files are already enrolled as {owner!r}")  # fmt: skip
+    if failed is not None and not retry_failed:
+        code, why = FailureCode(failed[0]), f"failed before: {failed[1]}"
+        return Outcome(label(src), pid, Status.SKIPPED, code=code, reason=why)
+    return None
+
+
 def enroll(
     db: LazyGallery,
     items: Sequence[tuple[Source, str]],
@@ -128,57 +160,45 @@ def enroll(
         try:
             digest = src.digest if isinstance(src, ArchiveScan) else None
         except OSError as e:
-            outcomes[n] = Outcome(label(src), pid, "failed", code="unreadable", reason=str(e))
-            if on_outcome:
-                on_outcome(outcomes[n], None)
+            known: Outcome | None = Outcome(label(src), pid, Status.FAILED,
+                                            code=FailureCode.UNREADABLE, reason=str(e))  # fmt: skip
+        else:
+            known = _known(db.existing, src, pid, digest, retry_failed)
+        if known is None:
+            todo.append((n, src, pid, digest))
             continue
-        g = db.existing
-        if digest is not None and g is not None:
-            owner, failed = g.find_digest(digest), g.failure(digest)
-            if owner == pid:
-                outcomes[n] = Outcome(label(src), owner, "already-enrolled")
-            elif owner is not None:
-                outcomes[n] = Outcome(
-                    label(src),
-                    pid,
-                    "failed",
-                    code="conflict",
-                    reason=f"these files are already enrolled as {owner!r}",
-                )
-            elif failed is not None and not retry_failed:
-                outcomes[n] = Outcome(label(src), pid, "skipped", code=failed[0],
-                                      reason=f"failed before: {failed[1]}")  # fmt: skip
-        if n in outcomes:
-            if on_outcome:
-                on_outcome(outcomes[n], None)
-            continue
-        todo.append((n, src, pid, digest))
+        outcomes[n] = known
+        if on_outcome:
+            on_outcome(known, None)
 
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     pending = iter(todo)
 
-    def write(result: tuple[Acquisition | None, str | None, str | None, float]) -> None:
+    def write(result: tuple[Acquisition | None, FailureCode | None, str | None, float]) -> None:
         n, src, pid, digest = next(pending)
         acq, code, reason, secs = result
         if acq is None:
-            out = Outcome(label(src), pid, "failed", code=code, reason=reason, seconds=secs)
+            out = Outcome(label(src), pid, Status.FAILED, code=code, reason=reason, seconds=secs)
             if record_failures and digest is not None:
-                db.get().add_failure(digest, label(src), code or "error", reason or "")
+                db.get().add_failure(digest, label(src), code or FailureCode.ERROR, reason or "")
         else:
             g = db.get()
             owner = g.find_digest(acq.record.digest)
             if owner == pid:
-                out = Outcome(label(src), pid, "already-enrolled", seconds=secs)
+                out = Outcome(label(src), pid, Status.ALREADY_ENROLLED, seconds=secs)
             elif owner is not None:
-                out = Outcome(label(src), pid, "failed", code="conflict", seconds=secs,
-                              reason=f"these files are already enrolled as {owner!r}")  # fmt: skip
+                why = f"these files are already enrolled as {owner!r}"
+                out = Outcome(label(src), pid, Status.FAILED, code=FailureCode.CONFLICT,
+                              reason=why, seconds=secs)  # fmt: skip
             else:
                 key = g.add_scan(pid, acq.record, acq.template.vector, model.version)
-                out = Outcome(label(src), pid, "enrolled", scan_key=key, seconds=secs)
+                out = Outcome(label(src), pid, Status.ENROLLED, scan_key=key, seconds=secs)
         outcomes[n] = out
         if on_outcome:
             on_outcome(out, acq)
 
-    args = [(src, weights, threads) for _, src, _, _ in todo]
+    in_process = jobs <= 1 or len(todo) <= 1
+    ref = model if in_process else weights or (str(model.path) if model.path else None)
+    args = [(src, ref, threads) for _, src, _, _ in todo]
     map_jobs(acquire_job, args, jobs, write)
     return [outcomes[n] for n in range(len(items))]

@@ -26,10 +26,10 @@ STYLE = (
 
 def png_data_uri(image: np.ndarray) -> str:
     """uint8 grey image -> ``data:image/png;base64,...``."""
-    import matplotlib.pyplot as plt
+    from PIL import Image
 
     buf = io.BytesIO()
-    plt.imsave(buf, image, cmap="gray", vmin=0, vmax=255, format="png")
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(buf, "png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -62,17 +62,17 @@ def identification_html(
         cards.append(_card(label, candidate_image(c), hit))
     rows = "".join(
         f"<tr><td>{c.rank}</td><td>{html.escape(c.patient_id)}</td><td>{c.score:.4f}</td>"
-        f"<td>{'yes' if c.score >= t['threshold'] else 'no'}</td></tr>"
+        f"<td>{'yes' if c.score >= t.threshold else 'no'}</td></tr>"
         for c in result.candidates
     )
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>ctface: "
         f"{html.escape(probe_label)}</title><style>{STYLE}</style></head><body>"
         f"<h1>Identification of {html.escape(probe_label)}</h1><p>{verdict}. "
-        f"Threshold {t['threshold']:.4f} for a "
-        f"false-match rate of {t['fmr']:g} per comparison (calibration: "
-        f"{html.escape(str(t['calibration']))}, {t['impostor_comparisons']} impostor "
-        f"comparisons; {t['fnmr_at_threshold']:.1%} of genuine comparisons fall below it). "
+        f"Threshold {t.threshold:.4f} for a "
+        f"false-match rate of {t.fmr:g} per comparison (calibration: "
+        f"{html.escape(t.calibration)}, {t.impostor_comparisons} impostor "
+        f"comparisons; {t.fnmr_at_threshold:.1%} of genuine comparisons fall below it). "
         f"Gallery: {result.gallery_patients} patients, {result.gallery_scans} scans "
         f"({result.search} search).</p><div class='row'>{''.join(cards)}</div><table><tr>"
         "<th>rank</th><th>patient</th><th>score</th><th>above threshold</th></tr>"

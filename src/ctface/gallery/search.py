@@ -6,19 +6,22 @@ product, NumPy); from there on a FAISS inverted-file index (``IndexIVFFlat``, in
 ``nlist = 4 sqrt(N)`` cells, one in ``PROBE_SHARE`` visited; the benchmark measures its
 agreement with exact search) answers in milliseconds at 10^6 templates. The index returns
 ``top_k x`` (the most scans any patient has) scans, so the per-patient ranking is the exact
-one whenever the index returns the exact nearest scans.
+one whenever the index returns the exact nearest scans. FAISS is optional (the ``faiss``
+extra): without it every search is exact (slower on large galleries, same answers or better).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ctface.errors import OutputError
+from ctface.extras import available, optional, require
+from ctface.files import atomic_path
 from ctface.gallery.store import GalleryTemplates
 
 FAISS_MIN = 50_000
@@ -46,7 +49,11 @@ class TemplateIndex:
     def __init__(self, gallery: GalleryTemplates, exact: bool | None = None) -> None:
         self.gallery = gallery
         n = len(gallery.patient_ids)
-        self.exact = n < FAISS_MIN if exact is None else exact
+        if exact is None:
+            exact = n < FAISS_MIN or not available("faiss")
+        elif not exact:
+            require("faiss", "approximate gallery search")
+        self.exact = exact
         _, counts = np.unique(np.array(gallery.patient_ids, dtype=object), return_counts=True)
         self.max_scans = int(counts.max()) if n else 0
         self._faiss: Any = None
@@ -89,29 +96,26 @@ class TemplateIndex:
     def save(self, path: Path) -> None:
         """Write the FAISS index (exact indexes have nothing to save)."""
         if self._faiss is not None:
-            import faiss
-
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            faiss.write_index(self._faiss, str(tmp))
-            tmp.replace(path)
+            faiss = require("faiss", "saving a FAISS index")
+            with atomic_path(path) as tmp:  # per-process name: processes share the cache
+                faiss.write_index(self._faiss, str(tmp))
 
     @classmethod
     def cached(cls, gallery: GalleryTemplates, cache: Path | None) -> TemplateIndex:
         """An index for ``gallery``; a FAISS index is read from / written to ``cache`` (its
         name carries the gallery revision, so a changed gallery never reads a stale index)."""
         n = len(gallery.patient_ids)
-        if n < FAISS_MIN or cache is None:
+        faiss = optional("faiss")
+        if n < FAISS_MIN or cache is None or faiss is None:
             return cls(gallery)
         path = cache.with_name(f"{cache.name}.r{gallery.revision}.faiss")
         if path.is_file():
-            import faiss
-
             index = cls(gallery, exact=True)
             index.exact, index._faiss = False, faiss.read_index(str(path))
             index._faiss.nprobe = max(1, index._faiss.nlist // PROBE_SHARE)
             return index
         index = cls(gallery)
-        with contextlib.suppress(OSError):  # a read-only folder: rebuilt next time
+        with contextlib.suppress(OSError, OutputError):  # a read-only folder: rebuilt next time
             for old in cache.parent.glob(f"{cache.name}.r*.faiss"):
                 old.unlink(missing_ok=True)
             index.save(path)
@@ -119,8 +123,7 @@ class TemplateIndex:
 
 
 def _build_ivf(vectors: np.ndarray) -> Any:
-    import faiss
-
+    faiss = require("faiss", "approximate gallery search")
     n, d = vectors.shape
     nlist = max(1, int(4 * np.sqrt(n)))
     quantizer = faiss.IndexFlatIP(d)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ctface.errors import GalleryError, MissingDataError, OutputError
+from ctface.files import save_npz_atomic
 from ctface.gallery.calibration import Calibration
 from ctface.gallery.records import ScanRecord
 
@@ -265,13 +266,13 @@ class GalleryDatabase:
         keys = np.array([r[0] for r in rows], dtype=np.int64)
         out = GalleryTemplates(vec.astype(np.float32), [r[1] for r in rows], keys, stamp)
         if cache and len(rows) >= CACHE_MIN:
-            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp.npz")
-            with contextlib.suppress(OSError):  # a read-only folder: read the rows next time
+            # the temporary name is per process (two may write the same cache) and hidden from
+            # the glob below; a read-only folder: read the rows next time
+            with contextlib.suppress(OSError, OutputError):
                 for old in self.path.parent.glob(f"{self.path.name}.r*.npz"):
                     old.unlink(missing_ok=True)
-                np.savez(tmp, vectors=out.vectors, patient_ids=np.array(out.patient_ids),
-                         scan_keys=keys)  # fmt: skip
-                tmp.replace(cached)
+                save_npz_atomic(cached, vectors=out.vectors,
+                                patient_ids=np.array(out.patient_ids), scan_keys=keys)  # fmt: skip
         return out
 
     def scans(
@@ -377,3 +378,23 @@ class GalleryDatabase:
             "size_bytes": self.path.stat().st_size,
             "integrity": ok,
         }
+
+    def export(self, include_templates: bool = True) -> dict[str, Any]:
+        """Everything in the gallery as JSON-ready data (``ctface gallery export``): format
+        ``EXPORT_FORMAT``, ``stats()``, patient IDs, every scan (``StoredScan.to_json``) with
+        its template as numbers rounded to 7 places unless ``include_templates`` is False,
+        and the failures to acquire."""
+        t = self.templates()
+        vectors = dict(zip(t.scan_keys.tolist(), t.vectors.tolist(), strict=True))
+        scans = []
+        for s in self.scans():
+            row = s.to_json()
+            if include_templates:
+                row["template"] = [round(v, 7) for v in vectors[s.scan_key]]
+            scans.append(row)
+        return {"format": EXPORT_FORMAT, "stats": self.stats(),
+                "patients": [p for p, _ in self.patients()], "scans": scans,
+                "failures_to_acquire": self.failures()}  # fmt: skip
+
+
+EXPORT_FORMAT = "ctface-gallery-export-1"  # what `GalleryDatabase.export` writes

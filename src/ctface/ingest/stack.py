@@ -42,21 +42,28 @@ def _key(p: Plane) -> tuple[object, ...]:
     return (tuple(np.round(p.iop, 3)), p.shape, tuple(np.round(p.pixel_spacing, 4)))
 
 
-def plan_stack(planes: list[Plane]) -> StackPlan:
-    """Sort, check and grid ``planes``; raise InvalidInputError when they cannot form a volume."""
-    notes: list[str] = []
+def _main_orientation(planes: list[Plane], notes: list[str]) -> list[Plane]:
+    """The images of the commonest orientation, size and pixel spacing; others are ignored."""
     groups = Counter(_key(p) for p in planes)
     main, n_main = groups.most_common(1)[0]
     if n_main < len(planes):
         notes.append(f"{len(planes) - n_main} images with another orientation or size ignored")
-    planes = [p for p in planes if _key(p) == main]
-    r, c = planes[0].iop[:3], planes[0].iop[3:]
+    return [p for p in planes if _key(p) == main]
+
+
+def _slice_axes(plane: Plane) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit row and column directions and the slice normal ``row x col`` of a plane."""
+    r, c = plane.iop[:3], plane.iop[3:]
     if abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2 or abs(r @ c) > 1e-2:
         raise InvalidInputError("ImageOrientationPatient is not two orthogonal unit vectors.")
     r, c = r / np.linalg.norm(r), c / np.linalg.norm(c)
-    n = np.cross(r, c)
-    dj, di = planes[0].pixel_spacing
-    check_spacing((di, dj), "pixel spacing")
+    return r, c, np.cross(r, c)
+
+
+def _slice_positions(
+    planes: list[Plane], n: np.ndarray, notes: list[str]
+) -> tuple[list[Plane], np.ndarray]:
+    """Planes sorted by position along the normal (d = IPP . n), duplicate positions dropped."""
     d_all = np.array([p.ipp @ n for p in planes])
     order = np.argsort(d_all, kind="stable")
     keep = [int(order[0])]
@@ -65,8 +72,72 @@ def plan_stack(planes: list[Plane]) -> StackPlan:
             keep.append(int(idx))
     if len(keep) < len(planes):
         notes.append(f"{len(planes) - len(keep)} images at duplicate positions ignored")
-    planes = [planes[i] for i in keep]
-    d = d_all[keep]
+    return [planes[i] for i in keep], d_all[keep]
+
+
+def _gantry_tilt(
+    ipp: np.ndarray, d: np.ndarray, n: np.ndarray, pixel_mm: float, notes: list[str]
+) -> np.ndarray:
+    """In-plane shear per mm along the normal of the slice positions (zero without tilt)."""
+    # In-plane offset of each IPP, linear in d.
+    rel = ipp - ipp[0]
+    off = rel - np.outer(d - d[0], n)
+    t = (d - d[0])[:, None]
+    shear = np.linalg.lstsq(t, off, rcond=None)[0][0]
+    resid = np.abs(off - t * shear).max()
+    if resid > 0.5 * pixel_mm:
+        raise InvalidInputError(
+            f"Slice positions do not lie on one line (off by up to {resid:.1f} mm); "
+            "the series mixes several stacks."
+        )
+    tilt = float(np.degrees(np.arctan(np.linalg.norm(shear))))
+    if tilt <= 0.01:
+        return np.zeros(3)
+    notes.append(f"gantry tilt {tilt:.1f} deg corrected (sheared slice stack)")
+    return shear
+
+
+def _uniform_grid(
+    d: np.ndarray, median: float, notes: list[str]
+) -> tuple[float, list[tuple[int, int, float]]]:
+    """Output slice step and, per output slice, the two source slices and the weight of the
+    second (a uniform stack is used as it is)."""
+    gaps = np.diff(d)
+    if gaps.max() - gaps.min() <= UNIFORM_TOL_MM:
+        step = float((d[-1] - d[0]) / (len(d) - 1))
+        return step, [(k, k, 0.0) for k in range(len(d))]
+    target = max(float(gaps.min()), median / 2)
+    n_out = int(round((d[-1] - d[0]) / target)) + 1
+    step = float((d[-1] - d[0]) / (n_out - 1))
+    grid = d[0] + step * np.arange(n_out)
+    b = np.clip(np.searchsorted(d, grid, side="right"), 1, len(d) - 1)
+    a = b - 1
+    w = np.clip((grid - d[a]) / (d[b] - d[a]), 0.0, 1.0)
+    sources = []
+    for g, ak, bk, wk in zip(grid, a.tolist(), b.tolist(), w.tolist(), strict=True):
+        if abs(g - d[ak]) <= DUPLICATE_TOL_MM:  # on an original slice: copy it
+            sources.append((ak, ak, 0.0))
+        elif abs(g - d[bk]) <= DUPLICATE_TOL_MM:
+            sources.append((bk, bk, 0.0))
+        else:
+            sources.append((ak, bk, wk))
+    notes.append(
+        f"non-uniform slice steps {gaps.min():.2f}-{gaps.max():.2f} mm resampled to "
+        f"{step:.3f} mm ({len(d)} -> {n_out} slices)"
+    )
+    if gaps.max() > 1.5 * median:
+        notes.append(f"missing slices: largest gap {gaps.max():.2f} mm interpolated")
+    return step, sources
+
+
+def plan_stack(planes: list[Plane]) -> StackPlan:
+    """Sort, check and grid ``planes``; raise InvalidInputError when they cannot form a volume."""
+    notes: list[str] = []
+    planes = _main_orientation(planes, notes)
+    r, c, n = _slice_axes(planes[0])
+    dj, di = planes[0].pixel_spacing
+    check_spacing((di, dj), "pixel spacing")
+    planes, d = _slice_positions(planes, n, notes)
     rows, cols = planes[0].shape
     check_shape(cols, rows, len(planes))
     gaps = np.diff(d)
@@ -77,48 +148,9 @@ def plan_stack(planes: list[Plane]) -> StackPlan:
             f"Slices are missing: a gap of {gaps.max():.1f} mm between positions "
             f"{d[np.argmax(gaps)]:.1f} and {d[np.argmax(gaps) + 1]:.1f} mm."
         )
-    # Gantry tilt: in-plane offset of each IPP, linear in d.
     ipp = np.array([p.ipp for p in planes])
-    rel = ipp - ipp[0]
-    off = rel - np.outer(d - d[0], n)
-    t = (d - d[0])[:, None]
-    shear = np.linalg.lstsq(t, off, rcond=None)[0][0]
-    resid = np.abs(off - t * shear).max()
-    if resid > 0.5 * min(di, dj):
-        raise InvalidInputError(
-            f"Slice positions do not lie on one line (off by up to {resid:.1f} mm); "
-            "the series mixes several stacks."
-        )
-    tilt = float(np.degrees(np.arctan(np.linalg.norm(shear))))
-    if tilt <= 0.01:
-        shear = np.zeros(3)
-    else:
-        notes.append(f"gantry tilt {tilt:.1f} deg corrected (sheared slice stack)")
-    if gaps.max() - gaps.min() <= UNIFORM_TOL_MM:
-        step = float((d[-1] - d[0]) / (len(d) - 1))
-        sources = [(k, k, 0.0) for k in range(len(d))]
-    else:
-        target = max(float(gaps.min()), median / 2)
-        n_out = int(round((d[-1] - d[0]) / target)) + 1
-        step = float((d[-1] - d[0]) / (n_out - 1))
-        grid = d[0] + step * np.arange(n_out)
-        b = np.clip(np.searchsorted(d, grid, side="right"), 1, len(d) - 1)
-        a = b - 1
-        w = np.clip((grid - d[a]) / (d[b] - d[a]), 0.0, 1.0)
-        sources = []
-        for g, ak, bk, wk in zip(grid, a.tolist(), b.tolist(), w.tolist(), strict=True):
-            if abs(g - d[ak]) <= DUPLICATE_TOL_MM:  # on an original slice: copy it
-                sources.append((ak, ak, 0.0))
-            elif abs(g - d[bk]) <= DUPLICATE_TOL_MM:
-                sources.append((bk, bk, 0.0))
-            else:
-                sources.append((ak, bk, wk))
-        notes.append(
-            f"non-uniform slice steps {gaps.min():.2f}-{gaps.max():.2f} mm resampled to "
-            f"{step:.3f} mm ({len(d)} -> {n_out} slices)"
-        )
-        if gaps.max() > 1.5 * median:
-            notes.append(f"missing slices: largest gap {gaps.max():.2f} mm interpolated")
+    shear = _gantry_tilt(ipp, d, n, min(di, dj), notes)
+    step, sources = _uniform_grid(d, median, notes)
     check_shape(cols, rows, len(sources))
     check_voxels(float(rows) * cols * len(sources))
     affine = np.eye(4)

@@ -19,7 +19,18 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 @dataclass
 class CtVolume:
-    """A CT volume in HU with its voxel-to-patient (LPS, mm) geometry."""
+    """A CT volume in HU with its voxel-to-patient (LPS, mm) geometry.
+
+    Attributes
+    ----------
+    hu : ndarray, shape (K, J, I)
+        Hounsfield units (int16 after ``load_ct``), indexed slice, row, column.
+    affine_lps : ndarray, shape (4, 4)
+        Voxel index ``(i, j, k, 1)`` -> patient LPS position in mm.
+    metadata : dict
+        What the reader knew: ``source``, ``format``, ``files``, DICOM UIDs and PatientID,
+        ``original_spacing`` (mm), ``source_geometry`` (before resampling), ...
+    """
 
     hu: np.ndarray
     affine_lps: np.ndarray

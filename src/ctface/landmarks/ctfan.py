@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ctface.errors import MissingDataError
+from ctface.files import atomic_path
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.volume import CtVolume
 from ctface.landmarks.model import CtFan, NetConfig
@@ -66,10 +67,8 @@ def save_weights(path: Path, coarse: CtFan, fine: CtFan, meta: dict[str, Any]) -
         "fine": {"config": fine.config.to_json(), "state": fine.state_dict()},
         "meta": meta,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 class CtFanDetector:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -30,8 +31,9 @@ from ctface.errors import MissingDataError, NoFaceError
 from ctface.face_model.model import FaceModel, load_face_model
 from ctface.ingest.volume import LPS_TO_RAS, CtVolume
 from ctface.landmarks.ctfan import MIN_FACE_PEAK, CtFanDetector
-from ctface.landmarks.frame import FaceFrame, locate_face
+from ctface.landmarks.frame import FaceFrame, FrameMethod, locate_face
 from ctface.landmarks.sampling import LANDMARKS, face_axes
+from ctface.landmarks.skin import SKIN_HU
 
 Method = Literal["auto", "ct-fan", "surface-fit"]
 AGREE_MM = 4.0  # CT-FAN and the fit farther apart than this: low confidence
@@ -43,6 +45,26 @@ FOV_MARGIN_MM = 1.0  # a point must lie this far past the edge to be outside
 EDGE_UNSEEN_MM = 15.0  # an unseen landmark estimated this close to the edge is cut off
 _AXIS_WORDS = ("left", "posterior", "superior")
 _OPPOSITE = {"left": "right", "posterior": "anterior", "superior": "inferior"}
+
+
+class CrossCheck(StrEnum):
+    """What checked CT-FAN's landmarks (``LandmarkSet.cross_check``; why, in
+    ``LandmarkSet.cross_check_detail``)."""
+
+    OFF = "off"  # method "ct-fan": CT-FAN alone
+    FIT = "face-model fit"  # the face-model fit ran: landmarks within AGREE_MM agree
+    UNAVAILABLE = "unavailable"  # no face model: CT-FAN unchecked
+    FAILED = "failed"  # the fit found no face: CT-FAN unchecked
+    FALLBACK = "fallback"  # CT-FAN lost: the fit alone from the geometric locator
+    NONE = "none"  # method "surface-fit": the fit alone, nothing to check it with
+
+    def text(self, detail: str | None = None) -> str:
+        """As printed and in JSON: "off", "failed: <why>", "face-model fit (<detail>)"."""
+        if detail is None:
+            return str(self.value)
+        if self in (CrossCheck.FIT, CrossCheck.NONE):
+            return f"{self.value} ({detail})"
+        return f"{self.value}: {detail}"
 
 
 @dataclass(frozen=True)
@@ -74,13 +96,19 @@ class Landmark:
 class LandmarkSet:
     landmarks: dict[str, Landmark]
     estimate_lps: np.ndarray  # (5, 3): every landmark's estimate, the missing ones too
-    method: str
-    cross_check: str
+    method: Method  # ct-fan | surface-fit: the one that gave the landmarks
+    cross_check: CrossCheck
+    cross_check_detail: str | None  # the human-readable why (``cross_check_text``)
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Landmark:
         return self.landmarks[name]
+
+    @property
+    def cross_check_text(self) -> str:
+        """The cross-check as printed and in JSON (status and detail)."""
+        return self.cross_check.text(self.cross_check_detail)
 
     def frame(self) -> FaceFrame:
         """The face's own frame: origin the nose tip; x along the eyes, up from the mouth."""
@@ -91,14 +119,14 @@ class LandmarkSet:
             ]
         )
         axes = face_axes(pts)
-        return FaceFrame(pts[2].copy(), axes[2], axes[1], "landmarks")
+        return FaceFrame(pts[2].copy(), axes[2], axes[1], FrameMethod.LANDMARKS)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "landmarks": {n: lm.to_json() for n, lm in self.landmarks.items()},
             "missing": {n: lm.reason for n, lm in self.landmarks.items() if lm.lps is None},
             "method": self.method,
-            "cross_check": self.cross_check,
+            "cross_check": self.cross_check_text,
             "frame": self.frame().to_json(),
             "seconds": round(self.seconds, 3),
             "details": self.details,
@@ -174,23 +202,25 @@ def _ct_fan(
 
 def _cross_check(
     volume: CtVolume, est: np.ndarray, face_model: str | None, details: dict[str, Any]
-) -> tuple[np.ndarray | None, str]:
+) -> tuple[np.ndarray | None, CrossCheck, str]:
+    """The face-model fit's landmarks (None when it cannot run), the cross-check and why."""
     from ctface.landmarks.surface_fit import fit_face_model
 
     try:
         model = _face_model(face_model)
         axes = face_axes(est)
-        fit = fit_face_model(volume, FaceFrame(est[2], axes[2], axes[1], "ct-fan"), model)
+        start = FaceFrame(est[2], axes[2], axes[1], FrameMethod.CT_FAN)
+        fit = fit_face_model(volume, start, model)
     except MissingDataError as exc:
-        return None, f"unavailable: {exc}"
+        return None, CrossCheck.UNAVAILABLE, str(exc)
     except NoFaceError as exc:
-        return None, f"failed: {exc}"
+        return None, CrossCheck.FAILED, str(exc)
     details["surface_fit"] = {
         "lps": fit.lps.round(2).tolist(),
         "rms_mm": round(fit.rms_mm, 3),
         "inlier_fraction": round(fit.inlier_fraction, 3),
     }
-    return fit.lps, f"face-model fit (agreement within {AGREE_MM:g} mm)"
+    return fit.lps, CrossCheck.FIT, f"agreement within {AGREE_MM:g} mm"
 
 
 def detect_landmarks(
@@ -209,13 +239,14 @@ def detect_landmarks(
     details: dict[str, Any] = {}
     fit_lps: np.ndarray | None = None
     used = method
+    detail: str | None = None
     if method == "surface-fit":
         est, peaks = _fit_alone(volume, face_model, details)
-        check = "none (surface fit alone)"
+        check, detail = CrossCheck.NONE, "surface fit alone"
     else:
         try:
             est, peaks = _ct_fan(volume, weights, details)
-            used, check = "ct-fan", "off"
+            used, check = "ct-fan", CrossCheck.OFF
         except NoFaceError as exc:
             if method != "auto":
                 raise
@@ -223,24 +254,27 @@ def detect_landmarks(
                 est, peaks = _fit_alone(volume, face_model, details)
             except MissingDataError:
                 raise exc from None
-            used, check = "surface-fit", f"fallback: {exc}"
+            used, check, detail = "surface-fit", CrossCheck.FALLBACK, str(exc)
         else:
             if method == "auto":
-                fit_lps, check = _cross_check(volume, est, face_model, details)
+                fit_lps, check, detail = _cross_check(volume, est, face_model, details)
             why = ""
             if fit_lps is not None:
                 agree = int((np.linalg.norm(fit_lps - est, axis=1) <= AGREE_MM).sum())
                 if agree < MIN_AGREE:
                     why = f"CT-FAN and the face-model fit agree on {agree} of 5 landmarks"
-            elif check.startswith("failed") and peaks.mean() < WEAK_PEAK:
-                why = f"CT-FAN is unsure (mean peak {peaks.mean():.2f}) and the fit {check}"
+            elif check is CrossCheck.FAILED and peaks.mean() < WEAK_PEAK:
+                why = (
+                    f"CT-FAN is unsure (mean peak {peaks.mean():.2f}) and the fit "
+                    f"{check.text(detail)}"
+                )
             if why:  # CT-FAN lost on this face: the fit alone, if it can
                 try:
                     est, peaks = _fit_alone(volume, face_model, details)
                 except NoFaceError as exc:
                     raise NoFaceError(f"{exc} ({why})") from None
                 peaks = np.minimum(peaks, UNCONFIRMED)
-                fit_lps, used, check = None, "surface-fit", f"fallback: {why}"
+                fit_lps, used, check, detail = None, "surface-fit", CrossCheck.FALLBACK, why
     marks: dict[str, Landmark] = {}
     for i, name in enumerate(LANDMARKS):
         reason = outside_fov(volume, est[i])
@@ -261,10 +295,10 @@ def detect_landmarks(
         marks[name] = Landmark(name, point, _confidence(peaks[i], dist), None, dist)
     if all(m.lps is None for m in marks.values()):
         raise NoFaceError("no usable face: none of the five landmarks is in the field of view")
-    return LandmarkSet(marks, est, used, check, time.perf_counter() - t0, details)
+    return LandmarkSet(marks, est, used, check, detail, time.perf_counter() - t0, details)
 
 
-def face_frame(volume: CtVolume, threshold_hu: float = -350.0) -> FaceFrame:
+def face_frame(volume: CtVolume, threshold_hu: float = SKIN_HU) -> FaceFrame:
     """The face frame for rendering: from the landmarks (``detect_landmarks``, auto); the
     geometric locator when they find no face or the CT-FAN weights are missing."""
     try:

@@ -39,6 +39,7 @@ this rule.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ from scipy import ndimage
 
 from ctface.errors import NoFaceError
 from ctface.ingest.volume import CtVolume
-from ctface.landmarks.skin import skin_surface, voxel_box
+from ctface.landmarks.skin import SKIN_HU, skin_surface, voxel_box
 
 COARSE_MM = 2.0
 MIN_BODY_CM3 = 300.0
@@ -63,19 +64,27 @@ ANTERIOR = np.array([0.0, -1.0, 0.0])
 SUPERIOR = np.array([0.0, 0.0, 1.0])
 
 
+class FrameMethod(StrEnum):
+    """How a face frame was found (``FaceFrame.method``)."""
+
+    LANDMARKS = "landmarks"  # from the five landmarks (``LandmarkSet.frame``, training truth)
+    GEOMETRIC = "geometric"  # the geometric locator (``locate_face``)
+    CT_FAN = "ct-fan"  # CT-FAN's estimates: where the landmarks' face-model fit starts
+
+
 @dataclass(frozen=True)
 class FaceFrame:
     """Where the face is, in LPS mm.
 
     origin: a point on the face (the nose tip or its estimate); forward: unit vector out of the
     face (towards a viewer in front of it); up: unit vector towards the top of the head,
-    orthogonal to forward; method: "geometric" (``locate_face``) or "landmarks".
+    orthogonal to forward; method: how it was found (``FrameMethod``).
     """
 
     origin: np.ndarray
     forward: np.ndarray
     up: np.ndarray
-    method: str
+    method: FrameMethod
 
     @property
     def right(self) -> np.ndarray:
@@ -224,7 +233,7 @@ def _refine(volume: CtVolume, tip: np.ndarray, threshold_hu: float) -> np.ndarra
     return out
 
 
-def locate_face(volume: CtVolume, threshold_hu: float = -350.0) -> FaceFrame:
+def locate_face(volume: CtVolume, threshold_hu: float = SKIN_HU) -> FaceFrame:
     """Find the face by geometry (rule in the module docstring); NoFaceError if there is none."""
     body, st = _body(volume, threshold_hu)
     pts = _surface_points(volume, body, st)
@@ -250,5 +259,5 @@ def locate_face(volume: CtVolume, threshold_hu: float = -350.0) -> FaceFrame:
             f">= {MIN_PROTRUSION_MM:.0f} mm); the face may be cut off or the patient prone"
         )
     return FaceFrame(
-        _refine(volume, tip, threshold_hu), ANTERIOR.copy(), SUPERIOR.copy(), "geometric"
+        _refine(volume, tip, threshold_hu), ANTERIOR.copy(), SUPERIOR.copy(), FrameMethod.GEOMETRIC
     )

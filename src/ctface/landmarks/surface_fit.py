@@ -32,7 +32,7 @@ from ctface.face_model.model import FaceModel
 from ctface.ingest.volume import CtVolume
 from ctface.landmarks.frame import FaceFrame
 from ctface.landmarks.sampling import LANDMARKS
-from ctface.landmarks.skin import skin_surface, voxel_box
+from ctface.landmarks.skin import SKIN_HU, skin_surface, voxel_box
 
 BOX_MM = ((-90.0, 90.0), (-110.0, 90.0), (-110.0, 30.0))  # along frame right, up, forward
 N_POINTS, N_IDENTITY = 3000, 60
@@ -220,7 +220,7 @@ class _Fitter:
 
 
 def fit_face_model(
-    volume: CtVolume, frame: FaceFrame, model: FaceModel, threshold_hu: float = -350.0
+    volume: CtVolume, frame: FaceFrame, model: FaceModel, threshold_hu: float = SKIN_HU
 ) -> SurfaceFit:
     """Fit the face model to the skin of ``volume`` near ``frame``; the five landmarks in LPS.
 

@@ -264,25 +264,58 @@ def _solid_grid(v: np.ndarray, model: FaceModel) -> tuple[Grid, SurfaceSamples]:
     return Grid(lo.astype(np.float64), h, (a, b, c)), samples
 
 
-def build_head(
-    model: FaceModel,
-    maps: TissueMaps,
-    vertices: np.ndarray,
-    *,
-    habitus: float,
-    weight_change_mm: float,
-    rng: np.random.Generator,
-) -> HeadFields:
-    """Solid head fields for one scan's mesh (vertices already carry expression and weight)."""
-    grid, samples = _solid_grid(vertices, model)
+@dataclass(frozen=True)
+class _FaceMarks:
+    """Landmark positions and head extents (model frame, mm) that place the inner anatomy."""
+
+    lm: np.ndarray  # the 68 landmarks
+    eye_r: np.ndarray  # centre of the right eye's landmarks
+    eye_y: float  # height of the eyes
+    top: float  # vertex
+    back: float  # back of the head
+    front: float  # nasion depth
+    half_w: float  # half the head's width
+
+    @classmethod
+    def of(cls, model: FaceModel, vertices: np.ndarray) -> _FaceMarks:
+        """The marks of one scan's mesh."""
+        lm = vertices[model.landmarks68]
+        head_v = vertices[model.vertex_group <= 1]
+        eye_r = lm[36:42].mean(0)
+        eye_y = float((eye_r[1] + lm[42:48].mean(0)[1]) / 2)
+        top, back, front = head_v[:, 1].max(), head_v[:, 2].min(), lm[27][2]
+        half_w = (head_v[:, 0].max() - head_v[:, 0].min()) / 2
+        return cls(lm, eye_r, eye_y, top, back, front, half_w)
+
+    @property
+    def pharynx_z(self) -> float:
+        """Depth (z, mm) of the pharynx: 80 mm behind the nose tip."""
+        return self.lm[30][2] - 80
+
+
+def _skin_distance(model: FaceModel, grid: Grid, samples: SurfaceSamples) -> np.ndarray:
+    """Signed distance to the skin: solid head by flood fill, coarse EDT, exact near the skin."""
     h, lo, shape = grid.step, grid.origin, grid.shape
     inside = _inside_mask(samples.points, lo, np.array(shape), h)
     sdf = _coarse_sdf(inside, h)
     sample_group = model.triangle_group[model.group_mask(*OUTER_GROUPS)][samples.triangle]
     outward = np.isin(sample_group, [model.group_names.index(g) for g in OUTWARD_GROUPS])
     _refine_band(sdf, inside, lo, h, samples, outward)
+    return sdf
 
-    # Per-voxel tissue parameters from the nearest skin point (on the coarse grid, then repeated).
+
+def _tissue_depths(
+    model: FaceModel,
+    maps: TissueMaps,
+    samples: SurfaceSamples,
+    sdf: np.ndarray,
+    grid: Grid,
+    habitus: float,
+    weight_change_mm: float,
+) -> tuple[np.ndarray, ...]:
+    """Bone depth, fat fraction and bone presence per voxel, from the nearest skin point's maps."""
+    # On the coarse grid, then repeated.
+    h, lo, shape = grid.step, grid.origin, grid.shape
     sample_tri = model.triangles[model.group_mask(*OUTER_GROUPS)][samples.triangle]
     gain = _triangle_attr(maps.weight_gain, sample_tri)
     attrs = np.stack(
@@ -300,26 +333,34 @@ def build_head(
     fields = np.zeros((3, *coarse_sdf.shape), dtype=np.float32)
     fields[:] = np.array([6.0, 0.3, 1.0], dtype=np.float32)[:, None, None, None]  # deep inside
     fields[:, coarse_idx[:, 0], coarse_idx[:, 1], coarse_idx[:, 2]] = attrs[::8][j].T
-    bone_depth, fat_frac, has_bone = (_upsample2(f, shape) for f in fields)
+    return tuple(_upsample2(f, shape) for f in fields)
 
-    depth = -sdf
+
+def _soft_tissue_layers(
+    depth: np.ndarray, bone_depth: np.ndarray, fat_frac: np.ndarray, h: float
+) -> np.ndarray:
+    """HU of skin, subcutaneous fat and muscle by depth under the skin."""
     skin_t = 1.6
     fat_depth = skin_t + np.maximum(0.5, fat_frac * np.maximum(bone_depth - skin_t, 0))
-    hu = np.full(shape, HU["skin"], dtype=np.float32)
+    hu = np.full(depth.shape, HU["skin"], dtype=np.float32)
     hu += _smooth_step(depth - skin_t, h) * (HU["fat"] - HU["skin"])
     hu += _smooth_step(depth - fat_depth, h) * (HU["muscle"] - HU["fat"])
+    return hu
 
-    g = grid.axes()
-    lm = vertices[model.landmarks68]
-    head_v = vertices[model.vertex_group <= 1]
-    eye_r = lm[36:42].mean(0)
-    eye_y = float((eye_r[1] + lm[42:48].mean(0)[1]) / 2)
-    top, back, front = head_v[:, 1].max(), head_v[:, 2].min(), lm[27][2]
-    half_w = (head_v[:, 0].max() - head_v[:, 0].min()) / 2
 
-    # Skull and facial skeleton: a shell under the skin where the map says bone lies.
+def _skull_and_brain(
+    hu: np.ndarray,
+    grid: Grid,
+    depth: np.ndarray,
+    bone_depth: np.ndarray,
+    has_bone: np.ndarray,
+    marks: _FaceMarks,
+) -> np.ndarray:
+    """Skull and facial skeleton (a shell under the skin where the map says bone lies), brain."""
+    h, g = grid.step, grid.axes()
+    eye_y, top, back, front = marks.eye_y, marks.top, marks.back, marks.front
     cranium_c = np.array([0.0, eye_y + 0.45 * (top - eye_y), (front + back) / 2 - 5])
-    cranium_r = np.array([half_w - 6, 0.75 * (top - eye_y), (front - back) / 2 - 2])
+    cranium_r = np.array([marks.half_w - 6, 0.75 * (top - eye_y), (front - back) / 2 - 2])
     in_cranium = _ellipsoid(g, cranium_c, cranium_r) < 1.0
     in_cranium &= g[1] > eye_y + 6 - 0.35 * np.clip(front - g[2], 0, None)
     bone_t = np.where(in_cranium, 7.0, 3.5).astype(np.float32)
@@ -340,8 +381,13 @@ def build_head(
     for c, r, value in paint:
         box, m = ellipsoid_box(grid, c, r)
         hu[box] = np.where(m & brain[box], value, hu[box])
+    return hu
 
-    # Eyes: retro-orbital fat, vitreous body, lens.
+
+def _eyes(
+    hu: np.ndarray, grid: Grid, depth: np.ndarray, model: FaceModel, vertices: np.ndarray
+) -> None:
+    """Retro-orbital fat, vitreous body and lens of both eyes, written into ``hu``."""
     for name in ("eyeball_left", "eyeball_right"):
         ev = vertices[model.vertex_group == model.group_names.index(name)]
         ec = ev.mean(0)
@@ -355,18 +401,21 @@ def build_head(
             box, m = ellipsoid_box(grid, c2, r2)
             hu[box] = np.where(m & (depth[box] > 0.8), value, hu[box])
 
-    # Air: nasal airway, maxillary and frontal sinuses, pharynx and trachea (deep inside only).
+
+def _airways(hu: np.ndarray, grid: Grid, depth: np.ndarray, marks: _FaceMarks) -> None:
+    """Nasal airway, maxillary and frontal sinuses, pharynx and trachea (deep inside only)."""
+    lm, lo, eye_y = marks.lm, grid.origin, marks.eye_y
     nose_tip, sub, chin = lm[30], lm[33], lm[8]
-    pharynx_z = nose_tip[2] - 80
+    pharynx_z = marks.pharynx_z
     airs: list[tuple[tuple[slice, slice, slice], np.ndarray, float]] = []
     for s_ in (-1.0, 1.0):
         nostril = sub + np.array([s_ * 6.0, 2.0, -4.0])
         naso = np.array([s_ * 6.0, sub[1] + 14, nose_tip[2] - 75])
         box, d = tube_box(grid, np.stack([nostril, naso]), 4.5)
         airs.append((box, d < 4.5, 2.5))
-        sinus_c = np.array([s_ * 27.0, (eye_y + sub[1]) / 2 - 2, eye_r[2] - 18])
+        sinus_c = np.array([s_ * 27.0, (eye_y + sub[1]) / 2 - 2, marks.eye_r[2] - 18])
         airs.append((*ellipsoid_box(grid, sinus_c, np.array([11.0, 14.0, 16.0])), 5.0))
-    frontal_c = np.array([0.0, lm[21][1] + 14, front - 19])
+    frontal_c = np.array([0.0, lm[21][1] + 14, marks.front - 19])
     airs.append((*ellipsoid_box(grid, frontal_c, np.array([16.0, 9.0, 5.0])), 5.0))
     trachea = np.array(
         [
@@ -380,15 +429,45 @@ def build_head(
     for box, m, min_depth in airs:
         hu[box] = np.where(m & (depth[box] > min_depth), HU["air"], hu[box])
 
-    # Cervical spine: a column of vertebral bone behind the pharynx, up to the skull base.
-    spine = np.array([[0.0, eye_y - 45, pharynx_z - 22], [0.0, lo[1] - 5, pharynx_z - 18]])
+
+def _cervical_spine(hu: np.ndarray, grid: Grid, depth: np.ndarray, marks: _FaceMarks) -> None:
+    """A column of vertebral bone behind the pharynx, up to the skull base."""
+    pharynx_z, lo = marks.pharynx_z, grid.origin
+    spine = np.array([[0.0, marks.eye_y - 45, pharynx_z - 22], [0.0, lo[1] - 5, pharynx_z - 18]])
     box, d = tube_box(grid, spine, 9.0)
     hu[box] = np.where((d < 9.0) & (depth[box] > 10), 700.0, hu[box])
 
-    # Tongue and teeth inside the mouth.
+
+def _mouth(hu: np.ndarray, grid: Grid, model: FaceModel, vertices: np.ndarray) -> None:
+    """Tongue and teeth inside the mouth."""
     for group, value in (("gums_tongue", HU["tongue"]), ("teeth", HU["tooth"])):
         box, m = _solid_part(vertices, model.triangles[model.group_mask(group)], grid)
         hu[box] = np.where(m, value, hu[box])
+
+
+def build_head(
+    model: FaceModel,
+    maps: TissueMaps,
+    vertices: np.ndarray,
+    *,
+    habitus: float,
+    weight_change_mm: float,
+    rng: np.random.Generator,
+) -> HeadFields:
+    """Solid head fields for one scan's mesh (vertices already carry expression and weight)."""
+    grid, samples = _solid_grid(vertices, model)
+    sdf = _skin_distance(model, grid, samples)
+    bone_depth, fat_frac, has_bone = _tissue_depths(
+        model, maps, samples, sdf, grid, habitus, weight_change_mm
+    )
+    depth = -sdf
+    hu = _soft_tissue_layers(depth, bone_depth, fat_frac, grid.step)
+    marks = _FaceMarks.of(model, vertices)
+    hu = _skull_and_brain(hu, grid, depth, bone_depth, has_bone, marks)
+    _eyes(hu, grid, depth, model, vertices)
+    _airways(hu, grid, depth, marks)
+    _cervical_spine(hu, grid, depth, marks)
+    _mouth(hu, grid, model, vertices)
     teeth_pts = vertices[model.vertex_group == model.group_names.index("teeth")]
 
     hu = np.where(depth < 0, HU["skin"], hu)
@@ -397,7 +476,7 @@ def build_head(
         sdf=sdf.astype(np.float32),
         interior_hu=(hu + jitter).astype(np.float32),
         exterior_hu=None,
-        origin=lo,
-        step=h,
+        origin=grid.origin,
+        step=grid.step,
         teeth_points=teeth_pts.astype(np.float64),
     )

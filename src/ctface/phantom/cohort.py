@@ -20,13 +20,16 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ctface.errors import InvalidInputError, OutputError
+from ctface.extras import require
 from ctface.face_model.model import FaceModel, load_face_model
+from ctface.files import write_text_atomic
 from ctface.jobs import process_pool
 from ctface.phantom.export import DicomSeriesInfo, make_uid, write_dicom_series, write_nifti
 from ctface.phantom.generator import GENERATOR_VERSION, PhantomScan, synthesize_scan
@@ -86,16 +89,15 @@ def plan(spec: CohortSpec) -> list[ScanJob]:
     return [ScanJob(s, k, int(n)) for s, n in enumerate(counts) for k in range(int(n))]
 
 
-_MODEL: FaceModel | None = None
-_MAPS: TissueMaps | None = None
+@lru_cache(maxsize=2)
+def load_generator_model(face_model: str | None = None) -> tuple[FaceModel, TissueMaps]:
+    """The face model the generator builds on and its tissue maps, read once per process.
 
-
-def _load(face_model: str | None) -> tuple[FaceModel, TissueMaps]:
-    global _MODEL, _MAPS
-    if _MODEL is None or _MAPS is None:
-        _MODEL = load_face_model(face_model)
-        _MAPS = tissue_maps(_MODEL)
-    return _MODEL, _MAPS
+    ``face_model`` is the packed ICT-FaceKit npz (None: ``load_face_model``'s default,
+    $CTFACE_FACE_MODEL else the shared copy); MissingDataError when it is not there.
+    """
+    model = load_face_model(face_model)
+    return model, tissue_maps(model)
 
 
 def _is_dicom(spec: CohortSpec, job: ScanJob) -> bool:
@@ -108,7 +110,7 @@ def draw_job(
 ) -> tuple[SubjectParams, ScanParams, np.random.Generator]:
     """The person and scan parameters of ``job`` (they depend on the seed and indices only)
     and the generator the synthesis goes on drawing from."""
-    model, _ = _load(spec.face_model)
+    model, _ = load_generator_model(spec.face_model)
     subject_id = f"S{job.subject_index + 1:04d}"
     scan_id = f"{subject_id}_{job.scan_index + 1:02d}"
     subject = draw_subject(
@@ -122,7 +124,7 @@ def draw_job(
 def synthesize_job(spec: CohortSpec, job: ScanJob) -> tuple[PhantomScan, np.random.Generator]:
     """The scan of ``job`` (its draws depend on the seed and indices only) and its generator,
     which the writers go on drawing from."""
-    model, maps = _load(spec.face_model)
+    model, maps = load_generator_model(spec.face_model)
     subject, scan, rng = draw_job(spec, job)
     return synthesize_scan(model, maps, subject, scan, rng), rng
 
@@ -155,9 +157,7 @@ def generate_one(spec: CohortSpec, job: ScanJob, out: Path) -> dict[str, Any]:
         fmt, rel = "nifti", f"{subject_id}/{scan_id}.nii.gz"
         write_nifti(result.volume, out / rel)
     truth_rel = f"{subject_id}/{scan_id}.json"
-    tmp = out / (truth_rel + ".tmp")
-    tmp.write_text(json.dumps(result.truth, indent=1))
-    os.replace(tmp, out / truth_rel)
+    write_text_atomic(out / truth_rel, json.dumps(result.truth, indent=1))
     if spec.qc:
         from ctface.phantom.qc import write_qc
 
@@ -204,7 +204,9 @@ def generate_cohort(
     run never leaves a folder that looks complete.
     """
     spec.validate()
-    _load(spec.face_model)  # fail early, before any work, if the face model is missing
+    load_generator_model(spec.face_model)  # fail early, before any work, if it is missing
+    if spec.qc:
+        require("matplotlib", "the phantom QC pictures (--qc)")
     todo = plan(spec)
     staging = _prepare_out(out)
     rows: list[dict[str, Any]] = []

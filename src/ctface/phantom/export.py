@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from contextlib import suppress
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -30,6 +29,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from ctface import __version__
 from ctface.errors import InvalidInputError, OutputError
+from ctface.files import atomic_path
 from ctface.ingest.volume import CtVolume
 
 __all__ = ["DicomSeriesInfo", "make_uid", "write_dicom_series", "write_nifti"]
@@ -100,15 +100,8 @@ def write_nifti(volume: CtVolume, path: Path) -> Path:
     if gz:
         # ISA-L's gzip (python-isal): ~4x faster than zlib level 1 and smaller at level 2.
         raw = igzip.compress(raw, compresslevel=2, mtime=0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
         tmp.write_bytes(raw)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise OutputError(f"Cannot write NIfTI file {path}: {exc.strerror or exc}.") from exc
     return path
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ctface.extras import pyplot
 from ctface.ingest.volume import CtVolume
 
 SKIN_HU = -350.0
@@ -39,11 +40,7 @@ def shade(depth: np.ndarray, spacing_x: float, spacing_z: float) -> np.ndarray:
 
 def write_qc(volume: CtVolume, truth: dict[str, Any], path: Path) -> Path:
     """PNG: frontal shaded skin with the five landmarks, and axial/coronal/sagittal mid slices."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the phantom QC pictures (--qc)")
     di, dj, dk = volume.spacing
     depth = frontal_depth(volume)
     nk, nj, ni = volume.hu.shape

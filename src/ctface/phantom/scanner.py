@@ -166,6 +166,151 @@ def _metal_streaks(
     return out
 
 
+def _reconstruction_grid(
+    scan: ScanParams,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Pixel centres (LPS x, y mm) of a slice and the pixels outside the reconstruction circle."""
+    p = scan.pixel_mm
+    centre = np.array([scan.fov_offset_mm[0], scan.fov_offset_mm[1]])
+    origin_xy = centre - (MATRIX - 1) / 2 * p
+    axis = np.arange(MATRIX, dtype=np.float32) * p
+    xy = (origin_xy[0] + axis[None, :], origin_xy[1] + axis[:, None])
+    circle = (xy[0] - centre[0]) ** 2 + (xy[1] - centre[1]) ** 2 > fov_radius_mm(scan) ** 2
+    return origin_xy, xy, circle
+
+
+@dataclass(frozen=True)
+class _DeviceSlabs:
+    """Devices outside the skin, resampled only in their own pixel box and S range."""
+
+    image: sitk.Image  # exterior HU, model frame
+    origin_xy: np.ndarray  # LPS x, y (mm) of their box's first pixel
+    size: tuple[int, int]  # columns, rows
+    in_box: tuple[slice, slice]  # their rows and columns within the head's pixel box
+    z_lo: float
+    z_hi: float
+
+    def outside_skin(
+        self, inv: sitk.AffineTransform, z0: float, shape: tuple[int, ...], scan: ScanParams
+    ) -> np.ndarray:
+        """HU outside the skin of ``shape[0]`` slices from ``z0`` in the head's pixel box."""
+        p, dz = scan.pixel_mm, scan.slice_spacing_mm
+        outer = np.full(shape, -1000.0, dtype=np.float32)
+        o = _resample(self.image, inv, np.array([*self.origin_xy, z0]), (*self.size, shape[0]),
+                      (p, p, dz), -1000.0)  # fmt: skip
+        outer[:, self.in_box[0], self.in_box[1]] = sitk.GetArrayViewFromImage(o)
+        return outer
+
+
+def _device_slabs(
+    head: HeadFields, place: Placement, origin_xy: np.ndarray, p: float, rows: slice, cols: slice
+) -> _DeviceSlabs | None:
+    """Where the head's devices lie in the scanner (None: no devices)."""
+    dev_box = _device_box(head)
+    if dev_box is None or head.exterior_hu is None:
+        return None
+    d_rows, d_cols, d_z0, d_z1 = _plane_box(*dev_box, place, origin_xy, p)
+    d_origin = origin_xy + p * np.array([d_cols.start, d_rows.start])
+    d_size = (d_cols.stop - d_cols.start, d_rows.stop - d_rows.start)
+    d_in_box = (slice(d_rows.start - rows.start, d_rows.stop - rows.start),
+                slice(d_cols.start - cols.start, d_cols.stop - cols.start))  # fmt: skip
+    image = _model_image(head.exterior_hu, head)
+    return _DeviceSlabs(image, d_origin, d_size, d_in_box, d_z0, d_z1)
+
+
+@dataclass(frozen=True)
+class _PosedHead:
+    """The head's fields posed in the scanner, resampled slab by slab within its pixel box."""
+
+    images: list[tuple[sitk.Image, float]]  # signed distance, interior HU; value off the grid
+    inv: sitk.AffineTransform  # scanner -> model frame
+    rows: slice
+    cols: slice
+    origin_xy: np.ndarray  # LPS x, y (mm) of the box's first pixel
+    devices: _DeviceSlabs | None
+    scan: ScanParams
+
+    def slab(self, z_first: float, k0: int, k1: int) -> np.ndarray:
+        """HU of slices k0..k1-1 (float32, -1000 outside the box) before holder, noise, metal."""
+        p, dz = self.scan.pixel_mm, self.scan.slice_spacing_mm
+        rows, cols = self.rows, self.cols
+        slab = np.full((k1 - k0, MATRIX, MATRIX), -1000.0, dtype=np.float32)
+        origin = np.array([self.origin_xy[0], self.origin_xy[1], z_first + (k0 - 1) * dz])
+        size = (cols.stop - cols.start, rows.stop - rows.start, k1 - k0 + 2)
+        outs = [_resample(im, self.inv, origin, size, (p, p, dz), d) for im, d in self.images]
+        f = [sitk.GetArrayViewFromImage(o) for o in outs]  # no copies; `outs` keeps them alive
+        a = _skin_fraction(f[0], self.scan)
+        inner = f[1][1:-1]
+        z0, z1 = z_first + k0 * dz, z_first + (k1 - 1) * dz
+        dev = self.devices
+        if dev is not None and z1 >= dev.z_lo and z0 <= dev.z_hi:
+            outer = dev.outside_skin(self.inv, z0, a.shape, self.scan)
+            slab[:, rows, cols] = outer + a * (inner - outer)
+        else:
+            slab[:, rows, cols] = a * (inner + 1000.0) - 1000.0
+        return slab
+
+
+def _posed_head(
+    head: HeadFields, scan: ScanParams, place: Placement, origin_xy: np.ndarray
+) -> _PosedHead:
+    """The head's fields as images (interior blurred by the slice profile) and their pixel box."""
+    p, thick = scan.pixel_mm, scan.slice_thickness_mm
+    interior = head.interior_hu
+    if thick > 2.0:
+        interior = ndimage.gaussian_filter(interior, 0.22 * thick / head.step)
+    images = [(_model_image(head.sdf, head), 1000.0), (_model_image(interior, head), 0.0)]
+    inv = sitk.AffineTransform(3)
+    inv.SetMatrix(place.rotation.T.ravel().tolist())
+    inv.SetTranslation((-place.rotation.T @ place.translation).tolist())
+    grid_hi = head.origin + (np.array(head.sdf.shape) - 1) * head.step
+    rows, cols, _, _ = _plane_box(head.origin, grid_hi, place, origin_xy, p)
+    box_origin = origin_xy + p * np.array([cols.start, rows.start])
+    devices = _device_slabs(head, place, origin_xy, p, rows, cols)
+    return _PosedHead(images, inv, rows, cols, box_origin, devices, scan)
+
+
+def _skin_fraction(sdf: np.ndarray, scan: ScanParams) -> np.ndarray:
+    """Skin partial volume: inside fraction of each voxel box (``sdf`` has one slice more
+    on either side); exact only near the skin."""
+    p, dz, thick = scan.pixel_mm, scan.slice_spacing_mm, scan.slice_thickness_mm
+    half_extent = 0.5 * (thick + 1.2 * p)  # largest half-size of a voxel box along any normal
+    a = (sdf[1:-1] < 0).astype(np.float32)
+    band = np.nonzero(np.abs(sdf[1:-1]) < half_extent)
+    above = (band[0] + 2, band[1], band[2])
+    nz = np.clip(np.abs(sdf[above] - sdf[band]) / (2 * dz), 0, 1)
+    extent = thick * nz + 1.2 * p * np.sqrt(1 - nz**2)
+    a[band] = np.clip(0.5 - sdf[1:-1][band] / np.maximum(extent, 1e-3), 0, 1)
+    return a
+
+
+def _head_holder(
+    xy: tuple[np.ndarray, np.ndarray], contact: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and HU of the head holder's and table's pixels."""
+    support = _support_mask(xy, contact, 110.0)
+    sup_r, sup_c = np.nonzero(~np.isnan(support))
+    return sup_r, sup_c, support[sup_r, sup_c]
+
+
+def _add_metal_streaks(
+    slab: np.ndarray,
+    z_first: float,
+    k0: int,
+    scan: ScanParams,
+    metal_lps: np.ndarray,
+    xy: tuple[np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+) -> None:
+    """Streaks on each slice of the slab (first slice k0) that passes near dental metal."""
+    dz, thick = scan.slice_spacing_mm, scan.slice_thickness_mm
+    for k in range(k0, k0 + len(slab)):
+        z = z_first + k * dz
+        near = metal_lps[np.abs(metal_lps[:, 2] - z) < max(1.5, thick / 2 + 1.0)]
+        if len(near):
+            slab[k - k0] += _metal_streaks(xy, near, rng)
+
+
 def acquire(
     head: HeadFields,
     scan: ScanParams,
@@ -182,74 +327,22 @@ def acquire(
     box (pixel x pixel x slice thickness) is computed from the signed distance and the skin
     normal's angle to the slice axis. Inner structures get the slice profile as a Gaussian blur.
     """
-    p, dz, thick = scan.pixel_mm, scan.slice_spacing_mm, scan.slice_thickness_mm
-    interior = head.interior_hu
-    if thick > 2.0:
-        interior = ndimage.gaussian_filter(interior, 0.22 * thick / head.step)
-    images = [(_model_image(head.sdf, head), 1000.0), (_model_image(interior, head), 0.0)]
-    inv = sitk.AffineTransform(3)
-    inv.SetMatrix(place.rotation.T.ravel().tolist())
-    inv.SetTranslation((-place.rotation.T @ place.translation).tolist())
-
-    centre = np.array([scan.fov_offset_mm[0], scan.fov_offset_mm[1]])
-    origin_xy = centre - (MATRIX - 1) / 2 * p
-    axis = np.arange(MATRIX, dtype=np.float32) * p
-    xy = (origin_xy[0] + axis[None, :], origin_xy[1] + axis[:, None])
-    circle = (xy[0] - centre[0]) ** 2 + (xy[1] - centre[1]) ** 2 > fov_radius_mm(scan) ** 2
-    grid_hi = head.origin + (np.array(head.sdf.shape) - 1) * head.step
-    rows, cols, _, _ = _plane_box(head.origin, grid_hi, place, origin_xy, p)
-    box_origin = origin_xy + p * np.array([cols.start, rows.start])
-    box_size = (cols.stop - cols.start, rows.stop - rows.start)
-    dev_box = _device_box(head)
-    if dev_box is not None:  # devices are resampled only where they are
-        ext_img = _model_image(head.exterior_hu, head)  # type: ignore[arg-type]
-        d_rows, d_cols, d_z0, d_z1 = _plane_box(*dev_box, place, origin_xy, p)
-        d_origin = origin_xy + p * np.array([d_cols.start, d_rows.start])
-        d_size = (d_cols.stop - d_cols.start, d_rows.stop - d_rows.start)
-        d_in_box = (slice(d_rows.start - rows.start, d_rows.stop - rows.start),
-                    slice(d_cols.start - cols.start, d_cols.stop - cols.start))  # fmt: skip
+    p, dz = scan.pixel_mm, scan.slice_spacing_mm
+    origin_xy, xy, circle = _reconstruction_grid(scan)
+    posed = _posed_head(head, scan, place, origin_xy)
     metal_lps = place.apply(metal_points_model) if len(metal_points_model) else np.zeros((0, 3))
-    support = _support_mask(xy, head_contact(head, place), 110.0) if scan.headrest else None
-
-    if support is not None:
-        sup_r, sup_c = np.nonzero(~np.isnan(support))
-        sup_v = support[sup_r, sup_c]
-    half_extent = 0.5 * (thick + 1.2 * p)  # largest half-size of a voxel box along any normal
+    holder = _head_holder(xy, head_contact(head, place)) if scan.headrest else None
 
     hu = np.empty((n_slices, MATRIX, MATRIX), dtype=np.int16)
     for k0 in range(0, n_slices, SLAB):
         k1 = min(n_slices, k0 + SLAB)
-        slab = np.full((k1 - k0, MATRIX, MATRIX), -1000.0, dtype=np.float32)
-        origin = np.array([box_origin[0], box_origin[1], z_first + (k0 - 1) * dz])
-        size = (box_size[0], box_size[1], k1 - k0 + 2)
-        outs = [_resample(im, inv, origin, size, (p, p, dz), d) for im, d in images]
-        f = [sitk.GetArrayViewFromImage(o) for o in outs]  # no copies; `outs` keeps them alive
-        sdf = f[0]
-        a = (sdf[1:-1] < 0).astype(np.float32)  # inside fraction; exact only near the skin:
-        band = np.nonzero(np.abs(sdf[1:-1]) < half_extent)
-        above = (band[0] + 2, band[1], band[2])
-        nz = np.clip(np.abs(sdf[above] - sdf[band]) / (2 * dz), 0, 1)
-        extent = thick * nz + 1.2 * p * np.sqrt(1 - nz**2)
-        a[band] = np.clip(0.5 - sdf[1:-1][band] / np.maximum(extent, 1e-3), 0, 1)
-        inner = f[1][1:-1]
-        z0, z1 = z_first + k0 * dz, z_first + (k1 - 1) * dz
-        if dev_box is not None and z1 >= d_z0 and z0 <= d_z1:
-            outer = np.full(a.shape, -1000.0, dtype=np.float32)
-            o = _resample(ext_img, inv, np.array([*d_origin, z0]), (*d_size, k1 - k0),
-                          (p, p, dz), -1000.0)  # fmt: skip
-            outer[:, d_in_box[0], d_in_box[1]] = sitk.GetArrayViewFromImage(o)
-            slab[:, rows, cols] = outer + a * (inner - outer)
-        else:
-            slab[:, rows, cols] = a * (inner + 1000.0) - 1000.0
-        if support is not None:  # head holder and table wherever the voxel is still pure air
+        slab = posed.slab(z_first, k0, k1)
+        if holder is not None:  # head holder and table wherever the voxel is still pure air
+            sup_r, sup_c, sup_v = holder
             vals = slab[:, sup_r, sup_c]
             slab[:, sup_r, sup_c] = np.where(vals <= -999.0, sup_v[None], vals)
         slab += scan.noise_hu * rng.standard_normal(slab.shape, dtype=np.float32)
-        for k in range(k0, k1):
-            z = z_first + k * dz
-            near = metal_lps[np.abs(metal_lps[:, 2] - z) < max(1.5, thick / 2 + 1.0)]
-            if len(near):
-                slab[k - k0] += _metal_streaks(xy, near, rng)
+        _add_metal_streaks(slab, z_first, k0, scan, metal_lps, xy, rng)
         slab[:, circle] = HU_MIN
         np.rint(slab, out=slab)
         np.clip(slab, HU_MIN, HU_MAX, out=slab)

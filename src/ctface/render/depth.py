@@ -51,15 +51,15 @@ from scipy import ndimage
 from ctface.errors import InvalidInputError, NoFaceError
 from ctface.ingest.volume import CtVolume
 from ctface.landmarks.frame import FaceFrame
-from ctface.landmarks.skin import SkinSurface, dense_samples, skin_surface, voxel_box
-from ctface.render.tissue import face_grid, soft_tissue_share
-from ctface.render.views import View, pose_grid
+from ctface.landmarks.skin import SKIN_HU, SkinSurface, dense_samples, skin_surface, voxel_box
+from ctface.render.tissue import UnderSkin, face_grid, soft_tissue_share
+from ctface.render.views import FIELD_MM, RENDER_PX, View, pose_grid
 
 REFERENCE_MM = 100.0  # depth reference plane: this far behind the nose tip, along the view axis
 CENTRE_UP_MM = 15.0  # image centre: this far above the nose tip (forehead to chin in view)
 FRONT_MM = 80.0  # surfaces up to this far in front of the nose tip are rendered (devices)
 THETA_MM = 0.0  # measured: benchmarks/depth_histogram.py (module docstring)
-SCALE_C = 220.0
+SCALE_C = 220.0  # the paper's C: grey level of each image's nearest point (not FIELD_MM)
 MIN_SLOPE_NZ = 0.3  # tangent-plane correction: normals steeper than this are clamped
 SAMPLE_FRACTION = 0.5  # covering radius of the samples, in pixels
 THREADS = min(4, os.cpu_count() or 1)  # view groups rendered in parallel
@@ -77,6 +77,38 @@ FACE_PARTS: dict[str, tuple[tuple[float, float], tuple[float, float], float]] = 
 }
 
 
+@dataclass(frozen=True)
+class FaceRegion:
+    """What of the face the rendering shows. Per face part (``FACE_PARTS``: forehead, eyes,
+    nose, mouth, chin) the share inside the field of view (``parts_in_field_of_view``), with
+    skin in the frontal image (``parts_with_skin``) and both (``parts_in_view``); ``missing``:
+    parts < 50 % in view, ``partial``: 50-95 %; ``under_skin``: the share of soft tissue just
+    behind the frontal surface (``render.tissue``); ``crop_box_mm``: (low, high) per face-frame
+    axis x, y, z, where the surface was extracted."""
+
+    parts_in_view: dict[str, float]
+    missing: tuple[str, ...]
+    partial: tuple[str, ...]
+    parts_in_field_of_view: dict[str, float]
+    parts_with_skin: dict[str, float]
+    under_skin: UnderSkin
+    crop_box_mm: dict[str, tuple[float, float]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parts_in_view": dict(self.parts_in_view),
+            "missing": list(self.missing),
+            "partial": list(self.partial),
+            "parts_in_field_of_view": dict(self.parts_in_field_of_view),
+            "parts_with_skin": dict(self.parts_with_skin),
+            "parts_mm": {
+                k: {"x": list(v[0]), "y": list(v[1]), "z": v[2]} for k, v in FACE_PARTS.items()
+            },
+            "under_skin": self.under_skin.to_json(),
+            "crop_box_mm": {a: list(lo_hi) for a, lo_hi in self.crop_box_mm.items()},
+        }
+
+
 @dataclass
 class FaceRendering:
     """Depth images of one CT's face, one per view.
@@ -85,11 +117,7 @@ class FaceRendering:
     (``REFERENCE_MM`` behind the nose tip, perpendicular to the view axis), NaN = background.
     normalized: (V, size, size) uint8, the paper's adjustment (module docstring), 0 = background.
     Row 0 is the top of the image; column 0 its left (the patient's right in a frontal view).
-    face_region: ``crop_box_mm`` (face frame: where the surface was extracted), per face part
-    (``FACE_PARTS``: forehead, eyes, nose, mouth, chin) the share inside the field of view
-    (``parts_in_field_of_view``), with skin in the frontal image (``parts_with_skin``) and
-    both (``parts_in_view``); ``missing``: parts < 50 % in view, ``partial``: 50-95 %;
-    ``under_skin``: the share of soft tissue just behind the frontal surface (``render.tissue``).
+    face_region: which face parts are in view, and what lies under the skin (``FaceRegion``).
     timings_s: seconds per stage (locate, surface, samples, views) and the sample count.
     """
 
@@ -100,7 +128,7 @@ class FaceRendering:
     mm_per_pixel: float
     size: int
     threshold_hu: float
-    face_region: dict[str, Any]
+    face_region: FaceRegion
     theta_mm: float = THETA_MM
     scale_c: float = SCALE_C
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -151,9 +179,9 @@ def _box_corners(box: np.ndarray) -> np.ndarray:
 
 def face_coverage(
     volume: CtVolume, frame: FaceFrame, frontal: np.ndarray, mpp: float
-) -> dict[str, Any]:
-    """Share of each face part (``FACE_PARTS``) that is both inside the field of view and
-    covered by skin in the frontal depth image ``frontal`` (pitch = roll = yaw = 0)."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Share of each face part (``FACE_PARTS``) inside the field of view, and covered by skin
+    in the frontal depth image ``frontal`` (pitch = roll = yaw = 0)."""
     affine, shape = volume.scanned_geometry()
     inv = np.linalg.inv(affine)
     size = frontal.shape[0]
@@ -171,17 +199,25 @@ def face_coverage(
         d = frontal[np.clip(row, 0, size - 1), np.clip(col, 0, size - 1)]
         covered = on & np.isfinite(d)
         skin[name] = round(float(covered.mean()), 3)
+    return fov, skin
+
+
+def face_region(
+    fov: dict[str, float], skin: dict[str, float], under_skin: UnderSkin, box: np.ndarray
+) -> FaceRegion:
+    """The ``FaceRegion`` of the face parts' shares in the field of view and with skin
+    (``face_coverage``) and the face-frame crop box (2, 3)."""
     parts = {k: min(fov[k], skin[k]) for k in FACE_PARTS}
-    return {
-        "parts_in_view": parts,
-        "missing": [k for k, v in parts.items() if v < 0.5],
-        "partial": [k for k, v in parts.items() if 0.5 <= v < 0.95],
-        "parts_in_field_of_view": fov,
-        "parts_with_skin": skin,
-        "parts_mm": {
-            k: {"x": list(v[0]), "y": list(v[1]), "z": v[2]} for k, v in FACE_PARTS.items()
-        },
-    }
+    lo, hi = ([round(float(x), 1) for x in row] for row in box)
+    return FaceRegion(
+        parts_in_view=parts,
+        missing=tuple(k for k, v in parts.items() if v < 0.5),
+        partial=tuple(k for k, v in parts.items() if 0.5 <= v < 0.95),
+        parts_in_field_of_view=fov,
+        parts_with_skin=skin,
+        under_skin=under_skin,
+        crop_box_mm={a: (lo[n], hi[n]) for n, a in enumerate("xyz")},
+    )
 
 
 def frontal_surface(frontal: np.ndarray, mpp: float) -> np.ndarray:
@@ -347,8 +383,8 @@ def render_surface(
     frame: FaceFrame,
     views: list[View],
     *,
-    size: int = 256,
-    field_mm: float = 220.0,
+    size: int = RENDER_PX,
+    field_mm: float = FIELD_MM,
 ) -> np.ndarray:
     """Depth images (V, size, size) float32 mm (NaN = background) of any mesh in LPS mm, with
     exactly the camera of ``render_face`` (used for meshes of the face model: synthetic depth
@@ -362,9 +398,9 @@ def render_face(
     *,
     frame: FaceFrame | None = None,
     views: list[View] | None = None,
-    size: int = 256,
-    threshold_hu: float = -350.0,
-    field_mm: float = 220.0,
+    size: int = RENDER_PX,
+    threshold_hu: float = SKIN_HU,
+    field_mm: float = FIELD_MM,
     theta_mm: float = THETA_MM,
     scale_c: float = SCALE_C,
     progress: Callable[[int, int], None] | None = None,
@@ -397,10 +433,9 @@ def render_face(
     depth, pts, nrm = _surface_views(surface, frame, views, size, field_mm, progress)
     t3 = time.perf_counter()
     frontal = _render_views(pts, nrm, [View(0.0, 0.0, 0.0)], size, mpp, None)[0]
-    region = face_coverage(volume, frame, frontal, mpp)
-    region["under_skin"] = soft_tissue_share(volume, frame, frontal_surface(frontal, mpp))
-    region["crop_box_mm"] = {a: [round(float(box[0, n]), 1), round(float(box[1, n]), 1)]
-                             for n, a in enumerate("xyz")}  # fmt: skip
+    fov, skin = face_coverage(volume, frame, frontal, mpp)
+    under = soft_tissue_share(volume, frame, frontal_surface(frontal, mpp))
+    region = face_region(fov, skin, under, box)
     return FaceRendering(
         depth_mm=depth,
         normalized=normalize_depth(depth, theta_mm, scale_c),

@@ -3,12 +3,13 @@ face frame with the five points, and one axial slice through each landmark."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ctface.errors import NoFaceError
+from ctface.extras import pyplot
+from ctface.files import atomic_path
 from ctface.ingest.volume import CtVolume
 from ctface.landmarks.detect import LandmarkSet
 from ctface.landmarks.sampling import LANDMARKS
@@ -21,11 +22,7 @@ def write_landmark_qc(
     volume: CtVolume, result: LandmarkSet, path: Path, truth: np.ndarray | None = None
 ) -> Path:
     """PNG at ``path`` (written atomically). ``truth`` (5, 3) LPS is drawn as crosses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the landmark QC picture")
     from ctface.render import View, project_points, render_face
 
     fit_json = result.details.get("surface_fit", {}).get("lps")
@@ -33,7 +30,7 @@ def write_landmark_qc(
     fig, axes = plt.subplots(2, 3, figsize=(13, 8.6))
     ax = axes[0, 0]
     try:
-        r = render_face(volume, frame=result.frame(), views=[View(0.0, 0.0, 0.0)], size=256)
+        r = render_face(volume, frame=result.frame(), views=[View(0.0, 0.0, 0.0)])
         ax.imshow(r.normalized[0], cmap="gray")
         for i, name in enumerate(LANDMARKS):
             lm = result[name]
@@ -80,12 +77,12 @@ def write_landmark_qc(
         ax.set_title(f"{label}\naxial z={p[2]:.0f} mm (patient's right on the left)", fontsize=9)
         ax.axis("off")
     fig.suptitle(
-        f"landmarks: {result.method}; cross-check: {result.cross_check}"[:140], fontsize=10
+        f"landmarks: {result.method}; cross-check: {result.cross_check_text}"[:140], fontsize=10
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=80)
+    finally:
+        plt.close(fig)
     return path

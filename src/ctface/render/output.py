@@ -7,7 +7,8 @@ Layout of ``out/``::
                         = background (compressed)
     render.json         views (pitch, roll, yaw, file), camera, threshold, frame, face region,
                         normalization
-    qc.png              frontal shaded skin, frontal depth (mm), four extreme poses
+    qc.png              frontal shaded skin, frontal depth (mm), four extreme poses (only
+                        with matplotlib, the ``plot`` extra)
 
 The folder is built in a hidden sibling and renamed when complete; a non-empty ``out`` is
 refused (OutputError).
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ctface.errors import OutputError
+from ctface.extras import available, pyplot
 from ctface.render.depth import FaceRendering
 
 FORMAT_VERSION = 1
@@ -50,11 +52,7 @@ def _frontal(r: FaceRendering) -> int:
 
 def write_qc(r: FaceRendering, path: Path) -> Path:
     """QC picture: frontal shaded skin, frontal depth (mm), four extreme poses (adjusted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the rendering's QC picture")
     f = _frontal(r)
     corners: list[int] = []
     for sp, sr in ((1, 1), (1, -1), (-1, 1), (-1, -1)):  # the four extreme poses
@@ -76,8 +74,7 @@ def write_qc(r: FaceRendering, path: Path) -> Path:
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    missing = r.face_region.get("missing", [])
-    partial = r.face_region.get("partial", [])
+    missing, partial = r.face_region.missing, r.face_region.partial
     fig.suptitle(
         f"{len(r.views)} views, {r.size} px, {r.mm_per_pixel:.3f} mm/px, frame {r.frame.method}"
         f"; missing: {', '.join(missing) or '-'}; partial: {', '.join(partial) or '-'}",
@@ -97,7 +94,7 @@ def render_json(r: FaceRendering, names: list[str]) -> dict[str, Any]:
         "camera": r.camera(),
         "threshold_hu": r.threshold_hu,
         "frame": r.frame.to_json(),
-        "face_region": r.face_region,
+        "face_region": r.face_region.to_json(),
         "normalization": {
             "theta_mm": r.theta_mm,
             "C": r.scale_c,
@@ -128,7 +125,8 @@ def write_rendering(r: FaceRendering, out: Path) -> Path:
         np.savez_compressed(staging / "depth_mm.npz", depth_mm=r.depth_mm.astype(np.float32))
         text = json.dumps(render_json(r, names), indent=1)
         (staging / "render.json").write_text(text)
-        write_qc(r, staging / "qc.png")
+        if available("matplotlib"):  # the QC picture needs the plot extra; the rest does not
+            write_qc(r, staging / "qc.png")
         if out.exists():
             out.rmdir()
         os.replace(staging, out)

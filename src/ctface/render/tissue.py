@@ -22,6 +22,9 @@ invesalius_0051 0.11, visible_human 0.12 (vtk_headsq's bare skull renders no fac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 
@@ -43,9 +46,20 @@ def face_grid() -> np.ndarray:
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def soft_tissue_share(volume: CtVolume, frame: FaceFrame, surface: np.ndarray) -> dict[str, float]:
-    """``surface``: (N, 3) face-frame points on the frontal surface (z towards the viewer).
-    Returns ``soft_tissue_share`` (0 when every sample is air) and ``samples_n`` (non-air)."""
+@dataclass(frozen=True)
+class UnderSkin:
+    """What lies just behind the frontal face surface: ``soft_tissue_share`` of the non-air
+    samples (0 when every sample is air) and ``samples_n``, the number of non-air samples."""
+
+    soft_tissue_share: float
+    samples_n: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"soft_tissue_share": self.soft_tissue_share, "samples_n": float(self.samples_n)}
+
+
+def soft_tissue_share(volume: CtVolume, frame: FaceFrame, surface: np.ndarray) -> UnderSkin:
+    """``surface``: (N, 3) face-frame points on the frontal surface (z towards the viewer)."""
     lo, hi = SOFT_TISSUE_HU
     behind = np.concatenate([surface - [0.0, 0.0, d] for d in DEPTHS_MM])
     ijk = volume.lps_to_ijk(frame.to_lps(behind))
@@ -54,4 +68,4 @@ def soft_tissue_share(volume: CtVolume, frame: FaceFrame, surface: np.ndarray) -
     tissue = hu >= lo
     n = int(tissue.sum())
     share = float((tissue & (hu <= hi)).sum() / n) if n else 0.0
-    return {"soft_tissue_share": round(share, 3), "samples_n": float(n)}
+    return UnderSkin(round(share, 3), n)

@@ -21,6 +21,11 @@ import numpy as np
 
 from ctface.errors import InvalidInputError
 
+# The render's camera (the paper's): square depth images of RENDER_PX pixels over a FIELD_MM
+# wide field at the face (0.86 mm/px); the networks read them pooled to 128 px (embed.images).
+RENDER_PX = 256
+FIELD_MM = 220.0
+
 
 @dataclass(frozen=True)
 class View:

@@ -14,9 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctface.embed.images import CACHE_SIZE
+from ctface.render.views import FIELD_MM
+
 POINT_ARCHS = ("pointnet", "pointnet2")
 POINTS = 512
-MM_PER_PX = 220.0 / 128  # the 128 px depth images span 220 mm
+MM_PER_PX = FIELD_MM / CACHE_SIZE  # the 128 px depth images span the render's 220 mm
 
 
 def depth_points(images: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

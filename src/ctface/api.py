@@ -1,0 +1,526 @@
+"""The library API: a handful of verbs over the pipeline's dataclasses.
+
+One scan goes ``load_ct`` -> ``detect_landmarks`` -> ``render_face`` -> ``face_template``; a
+``Gallery`` enrolls templates under patient IDs and answers ``identify`` (1:N, open set) and
+``verify`` (1:1) at a calibrated false-match rate. ``face_template`` runs the whole chain with
+the quality gate; the three steps before it are there for a caller who wants to look at, or
+replace, one stage. The command line and the service call these verbs and print.
+
+The recognition model and the shipped calibration are read once per process and kept
+(``default_model``); every verb takes ``model=`` (a loaded ``FaceEmbedder`` or a weights file)
+to use another one.
+
+Example (identify a rescan)::
+
+    import ctface
+    gallery = ctface.Gallery.open("gallery.db")
+    gallery.enroll(["S0001_01/"], patient_id="S0001")
+    result = gallery.identify("S0001_02.nii.gz")
+    print(result.patient_id, result.candidates[0].score)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
+
+from ctface.errors import GalleryError, InvalidInputError
+
+if TYPE_CHECKING:
+    from ctface.embed.embedder import FaceEmbedder, Template
+    from ctface.gallery.acquire import Acquisition
+    from ctface.gallery.calibration import Calibration
+    from ctface.gallery.decide import Identification, Verification
+    from ctface.gallery.enroll import LazyGallery, Outcome
+    from ctface.gallery.store import GalleryDatabase
+    from ctface.ingest.archive import ArchiveScan
+    from ctface.ingest.volume import CtVolume
+    from ctface.landmarks.detect import LandmarkSet
+    from ctface.landmarks.frame import FaceFrame
+    from ctface.render.depth import FaceRendering
+
+    ModelLike: TypeAlias = FaceEmbedder | str | Path | None
+    CalibrationLike: TypeAlias = Calibration | str | Path | None
+    Probe: TypeAlias = str | Path | CtVolume | Template | Acquisition | np.ndarray
+
+DEFAULT_FMR = 1e-3  # the shipped calibration's operating point (ctface.gallery.DEFAULT_FMR)
+
+
+def load_ct(path: str | Path, *, series_uid: str | None = None) -> CtVolume:
+    """Read a head CT and bring it to the canonical grid.
+
+    Parameters
+    ----------
+    path : str or Path
+        A DICOM folder (any layout, several series allowed) or file, NIfTI (.nii, .nii.gz),
+        NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd).
+    series_uid : str, optional
+        The DICOM SeriesInstanceUID to read when the folder holds several series (default:
+        the automatic choice, which prefers a soft-tissue axial series covering the face).
+
+    Returns
+    -------
+    CtVolume
+        Hounsfield units ``hu[k, j, i]`` (int16) cropped to the head, on an isotropic 1 mm
+        grid in LPS orientation, with the source geometry and metadata kept.
+
+    Raises
+    ------
+    InvalidInputError
+        The path does not exist or is not a readable CT (one-line reason).
+    NoFaceError
+        The volume holds no head (nothing of body density).
+    """
+    from ctface.ingest.reader import load_ct as load
+
+    return load(path, series_uid=series_uid)
+
+
+def detect_landmarks(volume: CtVolume, *, method: str = "auto") -> LandmarkSet:
+    """The five facial landmarks of a CT (CT-FAN, cross-checked by the face-model fit).
+
+    Parameters
+    ----------
+    volume : CtVolume
+        From ``load_ct``.
+    method : {"auto", "ct-fan", "surface-fit"}
+        ``auto``: CT-FAN cross-checked by fitting the face model to the skin, the fit alone
+        where CT-FAN is lost; or one method alone.
+
+    Returns
+    -------
+    LandmarkSet
+        Eye centres, nose tip and mouth corners in patient LPS mm (``.ras`` for RAS), each
+        with a confidence in 0..1; a landmark outside the field of view has ``lps`` None and a
+        reason. ``.frame()`` is the face frame rendering uses.
+
+    Raises
+    ------
+    NoFaceError
+        No face in the field of view.
+    """
+    from ctface.landmarks.detect import detect_landmarks as detect
+
+    if method not in ("auto", "ct-fan", "surface-fit"):
+        raise InvalidInputError(f"unknown landmark method {method!r} (auto, ct-fan, surface-fit)")
+    return detect(volume, method)  # type: ignore[arg-type]
+
+
+def render_face(volume: CtVolume, *, landmarks: LandmarkSet | None = None) -> FaceRendering:
+    """Depth images of the face from the paper's 90 head poses (pitch +-20 deg, roll +-25 deg).
+
+    Parameters
+    ----------
+    volume : CtVolume
+        From ``load_ct``.
+    landmarks : LandmarkSet, optional
+        Where the face is (default: ``detect_landmarks(volume)``, or the geometric face
+        locator when the landmarks find no face).
+
+    Returns
+    -------
+    FaceRendering
+        ``depth_mm`` (90, 256, 256) float32, mm above the reference plane 100 mm behind the
+        nose tip (NaN = background) over a 220 mm field, the normalized uint8 images, the
+        views, the face frame and the face region (visible parts, soft tissue under the skin).
+
+    Raises
+    ------
+    NoFaceError
+        No skin surface in front of the face.
+    """
+    from ctface.render.depth import render_face as render
+
+    frame: FaceFrame | None = landmarks.frame() if landmarks is not None else None
+    return render(volume, frame=frame)
+
+
+def face_template(
+    scan: str | Path | CtVolume, *, model: ModelLike = None, series_uid: str | None = None
+) -> Template:
+    """The face template of one scan: load, landmarks, 90 depth views, quality gate, embedding.
+
+    Parameters
+    ----------
+    scan : str, Path or CtVolume
+        A CT file or DICOM folder (as ``load_ct`` reads), or a volume already loaded.
+    model : FaceEmbedder, str or Path, optional
+        The recognition model, or its weights file (default: the shipped model).
+    series_uid : str, optional
+        The DICOM series to read (paths only).
+
+    Returns
+    -------
+    Template
+        ``vector``: (128,) float32 unit vector; two scans' similarity is the dot product of
+        their vectors (-1..1). Also the number of views, the model version and the share of
+        the image the face separation kept.
+
+    Raises
+    ------
+    FailureToAcquire
+        The quality gate refused the scan; ``code`` says why (``no-face``, ``thick-slices``,
+        ``face-incomplete``, ``face-covered``, ``no-soft-tissue``).
+    InvalidInputError
+        The scan cannot be read.
+    MissingDataError
+        The model weights are missing or unreadable.
+    """
+    return acquire(scan, model=model, series_uid=series_uid).template
+
+
+def acquire(
+    scan: str | Path | CtVolume | ArchiveScan,
+    *,
+    model: ModelLike = None,
+    series_uid: str | None = None,
+) -> Acquisition:
+    """``face_template`` with what the gallery keeps about the scan: its record (content
+    digest, DICOM UIDs, acquisition metadata, quality measures), the frontal depth image and
+    the seconds each stage took. Same parameters and errors as ``face_template``."""
+    from ctface.gallery.acquire import acquire as run
+
+    return run(scan, resolve_model(model), series_uid=series_uid)
+
+
+def default_model() -> FaceEmbedder:
+    """The shipped recognition model, read once per process.
+
+    Raises
+    ------
+    MissingDataError
+        The weights file is missing or unreadable.
+    """
+    return resolve_model(None)
+
+
+def resolve_model(model: ModelLike = None) -> FaceEmbedder:
+    """``model`` itself when it is a loaded model, else the weights file it names (default:
+    the shipped one), read once per process."""
+    from ctface.embed.embedder import FaceEmbedder, cached_model
+
+    return model if isinstance(model, FaceEmbedder) else cached_model(model)
+
+
+@lru_cache(maxsize=4)
+def _calibration_file(path: str) -> Calibration:
+    from ctface.gallery.calibration import Calibration
+
+    return Calibration.load(Path(path) if path else None)
+
+
+def verify(
+    a: Probe,
+    b: Probe,
+    *,
+    fmr: float = DEFAULT_FMR,
+    model: ModelLike = None,
+    calibration: CalibrationLike = None,
+) -> Verification:
+    """Are two scans the same person? (1:1, no gallery)
+
+    Parameters
+    ----------
+    a, b : scan path, CtVolume, Template, Acquisition or template vector
+        Scans are acquired (``face_template``) first.
+    fmr : float
+        False-match rate (per comparison) the decision threshold is set to, e.g. 1e-3.
+    model : FaceEmbedder, str or Path, optional
+        The recognition model (default: the shipped one).
+    calibration : Calibration, str or Path, optional
+        Genuine and impostor scores the threshold comes from (default: the shipped
+        calibration of the shipped model).
+
+    Returns
+    -------
+    Verification
+        ``score`` (-1..1), ``same_person``, the threshold used and the measured FMR and FNMR
+        at this score.
+
+    Raises
+    ------
+    FailureToAcquire
+        A scan was refused by the quality gate.
+    InvalidInputError
+        ``fmr`` outside what the calibration can measure.
+    GalleryError
+        The calibration belongs to another model.
+    """
+    from ctface.gallery.decide import verify as decide
+
+    m = resolve_model(model)
+    cal = resolve_calibration(calibration, m.version)
+    cal.threshold(fmr)  # an impossible FMR fails before the slow work
+    return decide(_vector(a, m), _vector(b, m), cal, fmr)
+
+
+def resolve_calibration(calibration: CalibrationLike, version: str) -> Calibration:
+    """``calibration`` itself, else the file it names (default: the shipped one, read once
+    per process); GalleryError when it belongs to another model than ``version``."""
+    from ctface.gallery.calibration import Calibration
+
+    if isinstance(calibration, Calibration):
+        cal = calibration
+    else:
+        cal = _calibration_file(str(Path(calibration).resolve()) if calibration else "")
+    cal.check_model(version)
+    return cal
+
+
+def _vector(probe: Probe, model: FaceEmbedder) -> np.ndarray:
+    """A probe's template vector; scans are acquired through the quality gate."""
+    from ctface.embed.embedder import Template
+    from ctface.gallery.acquire import Acquisition
+
+    if isinstance(probe, Acquisition):
+        probe = probe.template
+    if isinstance(probe, Template):
+        if probe.model_version != model.version:
+            raise GalleryError(
+                f"the template was made by model {probe.model_version}, not {model.version}"
+            )
+        return probe.vector
+    if isinstance(probe, np.ndarray):
+        v = np.asarray(probe, dtype=np.float32)
+        if v.ndim != 1 or not np.isclose(np.linalg.norm(v), 1.0, atol=1e-3):
+            raise InvalidInputError("a template vector must be one unit-length vector")
+        return v
+    return acquire(probe, model=model).template.vector
+
+
+class Gallery:
+    """Enrolled patients' face templates (one SQLite file) and the decisions made with them.
+
+    Open with ``Gallery.open(path)``; use as a context manager, or call ``close``. The file is
+    created by the first enrollment, never by a failed one. Decisions use the gallery's own
+    calibration (``ctface calibrate --gallery``) when it is for this model, else the shipped
+    one (``calibration_note`` says so), or the one given.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        model: ModelLike = None,
+        calibration: CalibrationLike = None,
+    ) -> None:
+        from ctface.gallery.enroll import LazyGallery
+
+        self.path = path
+        self._db: LazyGallery = LazyGallery(path)
+        self._model_arg, self._calibration_arg = model, calibration
+        self._calibration: Calibration | None = None
+        self.calibration_note: str | None = None
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        model: ModelLike = None,
+        calibration: CalibrationLike = None,
+    ) -> Gallery:
+        """A gallery file (default: ``$CTFACE_GALLERY``, else
+        ``~/.local/share/ctface/gallery.db``); it need not exist before ``enroll``.
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            The database file.
+        model : FaceEmbedder, str or Path, optional
+            The recognition model (default: the shipped one). A gallery holds templates of one
+            model only.
+        calibration : Calibration, str or Path, optional
+            The decision calibration (default: the gallery's own, else the shipped one).
+
+        Raises
+        ------
+        GalleryError
+            The file is not a ctface gallery.
+        """
+        from ctface.gallery.store import default_path
+
+        return cls(Path(path) if path is not None else default_path(), model=model,
+                   calibration=calibration)  # fmt: skip
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database file (a closed gallery opens again on the next call)."""
+        self._db.close()
+        from ctface.gallery.enroll import LazyGallery
+
+        self._db = LazyGallery(self.path)
+
+    @property
+    def db(self) -> GalleryDatabase:
+        """The database: patients, scans, templates, failures, stats.
+
+        Raises
+        ------
+        MissingDataError
+            There is no gallery at ``path`` yet.
+        """
+        from ctface.gallery.enroll import LazyGallery
+        from ctface.gallery.store import GalleryDatabase
+
+        if self._db.existing is None:
+            self._db = LazyGallery(self.path)  # opens the file if it exists by now
+        if self._db.existing is None:
+            GalleryDatabase(self.path)  # raises MissingDataError, saying how to make one
+        return self._db.get()
+
+    @property
+    def model(self) -> FaceEmbedder:
+        """The recognition model this gallery's templates are made with."""
+        return resolve_model(self._model_arg)
+
+    @property
+    def calibration(self) -> Calibration:
+        """The calibration decisions use (see the class docstring)."""
+        if self._calibration is None:
+            version = self.model.version
+            stored = self._db.existing.calibration() if self._db.existing is not None else None
+            if self._calibration_arg is None and stored is not None:
+                if stored.model_version == version:
+                    self._calibration = stored
+                    return stored
+                self.calibration_note = (f"the gallery's calibration is for model "
+                                         f"{stored.model_version}, not {version}: using the "
+                                         "shipped one")  # fmt: skip
+            self._calibration = resolve_calibration(self._calibration_arg, version)
+        return self._calibration
+
+    def enroll(
+        self,
+        scans: str | Path | ArchiveScan | Sequence[str | Path | ArchiveScan],
+        patient_id: str,
+        *,
+        jobs: int = 1,
+        on_outcome: Callable[[Outcome, Acquisition | None], None] | None = None,
+    ) -> list[Outcome]:
+        """Store one template per scan under ``patient_id``.
+
+        Parameters
+        ----------
+        scans : path or list of paths
+            CT scans (as ``load_ct`` reads them), one template each.
+        patient_id : str
+            The patient they belong to.
+        jobs : int
+            Worker processes.
+        on_outcome : callable, optional
+            Called with each scan's outcome as it finishes (progress).
+
+        Returns
+        -------
+        list of Outcome
+            One per scan, in order: ``status`` enrolled, already-enrolled or failed (with the
+            failure-to-acquire ``code`` and ``reason``). A failed scan is not stored; the
+            gallery file is created by the first scan that is.
+
+        Raises
+        ------
+        InvalidInputError
+            Empty patient ID.
+        GalleryError
+            The gallery holds another model's templates.
+        """
+        pid = patient_id.strip()
+        if not pid:
+            raise InvalidInputError("the patient ID is empty")
+        items = list(scans) if isinstance(scans, list | tuple) else [scans]
+        return self._enroll([(s, pid) for s in items], jobs, False, False, on_outcome)
+
+    def enroll_archive(
+        self,
+        items: Sequence[tuple[ArchiveScan, str]],
+        *,
+        jobs: int = 1,
+        retry_failed: bool = False,
+        on_outcome: Callable[[Outcome, Acquisition | None], None] | None = None,
+    ) -> list[Outcome]:
+        """Enroll an archive's studies (``ingest.archive.list_archive``: one CT per study,
+        under its DICOM PatientID). Resumable: enrolled scans are skipped by content digest,
+        and so are earlier failures (recorded in the gallery) unless ``retry_failed``."""
+        return self._enroll(list(items), jobs, True, retry_failed, on_outcome)
+
+    def _enroll(
+        self,
+        items: list[Any],
+        jobs: int,
+        record_failures: bool,
+        retry_failed: bool,
+        on_outcome: Callable[[Outcome, Acquisition | None], None] | None,
+    ) -> list[Outcome]:
+        from ctface.gallery.enroll import enroll
+
+        model = self.model
+        weights = None if self._model_arg is None else _weights_path(self._model_arg, model)
+        return enroll(self._db, items, model, weights, jobs=jobs, on_outcome=on_outcome,
+                      record_failures=record_failures, retry_failed=retry_failed)  # fmt: skip
+
+    def check(self, fmr: float = DEFAULT_FMR) -> None:
+        """Fail now, before any slow work, if a decision at ``fmr`` cannot be made: no
+        gallery, another model's gallery, an empty one, or an FMR the calibration cannot
+        measure (MissingDataError, GalleryError, InvalidInputError)."""
+        db = self.db
+        db.check_model(self.model.version)
+        self.calibration.threshold(fmr)
+        if db.model_version is None or not db.patients():
+            raise GalleryError(f"the gallery {self.path} is empty: enroll scans first")
+
+    def identify(self, probe: Probe, *, fmr: float = DEFAULT_FMR, top_k: int = 5) -> Identification:
+        """Who is this? The enrolled patients ranked for ``probe``, and the decision.
+
+        Parameters
+        ----------
+        probe : scan path, CtVolume, Template, Acquisition or template vector
+            A scan is acquired (``face_template``) first.
+        fmr : float
+            False-match rate (per comparison) the decision threshold is set to.
+        top_k : int
+            Candidates to return.
+
+        Returns
+        -------
+        Identification
+            ``patient_id`` (None: not in gallery), ``candidates`` (patient, score, rank, best
+            scan), the threshold used and the estimated false-positive identification rate
+            for this gallery's size.
+
+        Raises
+        ------
+        FailureToAcquire
+            The probe was refused by the quality gate.
+        MissingDataError, GalleryError, InvalidInputError
+            As ``check``.
+        """
+        from ctface.gallery.decide import identify as decide
+        from ctface.gallery.search import TemplateIndex
+
+        self.check(fmr)
+        templates = self.db.templates(cache=True)
+        vector = _vector(probe, self.model)
+        index = TemplateIndex.cached(templates, self.path)
+        return decide(vector, index, self.calibration, fmr, top_k)
+
+    def verify(self, a: Probe, b: Probe, *, fmr: float = DEFAULT_FMR) -> Verification:
+        """Are ``a`` and ``b`` the same person, decided with this gallery's calibration?
+        Parameters, returns and errors as the module-level ``verify``."""
+        return verify(a, b, fmr=fmr, model=self.model, calibration=self.calibration)
+
+
+def _weights_path(model_arg: Any, model: FaceEmbedder) -> str | None:
+    """The weights file worker processes load the model from."""
+    if isinstance(model_arg, str | Path):
+        return str(model_arg)
+    return str(model.path) if model.path is not None else None
