@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ctface
-from ctface.errors import GalleryError, InvalidInputError, MissingDataError
+from ctface.errors import FailureCode, GalleryError, InvalidInputError, MissingDataError
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,60 @@ def test_bad_requests_fail_before_slow_work(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()  # nothing written by a refused request
     with pytest.raises(InvalidInputError, match="landmark method"):
         ctface.detect_landmarks(None, method="magic")  # type: ignore[arg-type]
+
+
+def test_closed_gallery_holds_no_connection_and_decides_with_its_own_calibration(
+    tmp_path: Path,
+) -> None:
+    from ctface.gallery import GalleryDatabase, ScanRecord
+    from ctface.gallery.calibration import Calibration
+
+    model = ctface.default_model()
+    db = tmp_path / "g.db"
+    rng = np.random.default_rng(0)
+    with GalleryDatabase(db, create=True) as g:
+        for n in range(2):
+            v = rng.standard_normal(128).astype(np.float32)
+            g.add_scan(f"P{n}", ScanRecord(f"d{n}", f"/s/{n}", None, None, "", {}, {}),
+                       v / np.linalg.norm(v), model.version)  # fmt: skip
+    gallery = ctface.Gallery.open(db)
+    shipped = gallery.calibration
+    assert shipped.source.startswith("shipped") and gallery.calibration_note is None
+    own = Calibration(model.version, np.linspace(0.5, 1, 50), np.linspace(-0.5, 0.4, 2000), {},
+                      "gallery")  # fmt: skip
+    with GalleryDatabase(db) as g:  # stored meanwhile, by another handle: used from now on
+        g.save_calibration(own)
+    assert gallery.calibration.source == "gallery"
+    other = Calibration("0" * 16, own.genuine, own.impostor, {}, "gallery")
+    with GalleryDatabase(db) as g:
+        g.save_calibration(other)
+    assert gallery.calibration.source.startswith("shipped")
+    assert "for model 0000000000000000" in str(gallery.calibration_note)
+    gallery.close()
+    assert gallery._handle is None  # nothing open after close
+    with pytest.raises(InvalidInputError, match="128 finite numbers"):
+        gallery.identify(np.ones(64, np.float32) / 8)
+
+
+def test_enrollment_without_a_model_file_stays_in_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker processes read the model from its file: a model without one is not replaced by
+    the shipped model in the workers, the scans are acquired here."""
+    import copy
+
+    import ctface.gallery.enroll as enroll_module
+
+    model = copy.copy(ctface.default_model())
+    model.path = None
+    seen: dict[str, object] = {}
+
+    def fake_map(fn: object, args: list[tuple[object, ...]], jobs: int, progress: object) -> list:
+        seen["jobs"], seen["model"] = jobs, args[0][1]
+        for _ in args:  # as if every scan failed: nothing is acquired or stored
+            progress((None, FailureCode.ERROR, "not run", 0.0))  # type: ignore[operator]
+        return []
+
+    monkeypatch.setattr(enroll_module, "map_jobs", fake_map)
+    ctface.Gallery.open(tmp_path / "g.db", model=model).enroll(["a.nii", "b.nii"], "P", jobs=2)
+    assert seen == {"jobs": 1, "model": model}

@@ -329,6 +329,7 @@ def test_enroll_statuses_and_conflicts(tmp_path: Path, monkeypatch: pytest.Monke
 
     class Model:
         version = "vX"
+        path = None  # no weights file: acquired in this process
 
     db = LazyGallery(tmp_path / "g.db")
     out = enroll(db, [("bad1", "A")], Model(), None)  # type: ignore[arg-type]

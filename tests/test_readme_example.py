@@ -48,16 +48,16 @@ def test_import_ctface_loads_neither_torch_nor_faiss() -> None:
     assert _imported_after("import ctface; ctface.Gallery; ctface.__version__") == set()
 
 
-def test_gallery_list_does_not_import_torch(tmp_path: Path) -> None:
+def test_gallery_commands_do_not_import_torch(tmp_path: Path) -> None:
     from ctface.gallery import GalleryDatabase
 
     db = tmp_path / "g.db"
     GalleryDatabase(db, create=True).close()
     code = (
         "from ctface.cli import main\n"
-        f"for cmd in ('list', 'stats'):\n"
+        f"for cmd in (['list'], ['stats'], ['export', '--out', {str(tmp_path / 'e.json')!r}]):\n"
         "    try:\n"
-        f"        main(['gallery', cmd, '--db', {str(db)!r}])\n"
+        f"        main(['gallery', *cmd, '--db', {str(db)!r}])\n"
         "    except SystemExit as e:\n"
         "        assert not e.code, e.code"
     )

@@ -200,7 +200,7 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
         rec = ScanRecord(Path(scan).name, str(scan), None, None, "", {}, {"face_fraction": 0.5})
         return Acquisition(rec, Template(vec, 90, model.version, 0.5), np.zeros((2, 2), np.uint8))
 
-    monkeypatch.setattr(cli_gallery, "_acquire_probe", acquire)
+    monkeypatch.setattr(cli_gallery, "acquire_probe", acquire)
     return canned
 
 

@@ -20,6 +20,7 @@ import lazy_loader
 
 from ctface.errors import (
     CtfaceError,
+    FailureCode,
     FailureToAcquire,
     GalleryError,
     InvalidInputError,
@@ -51,6 +52,7 @@ __getattr__, __dir__, _lazy_all = lazy_loader.attach(
 __all__ = [
     *_lazy_all,
     "CtfaceError",
+    "FailureCode",
     "FailureToAcquire",
     "GalleryError",
     "InvalidInputError",

@@ -21,7 +21,8 @@ Example (identify a rescan)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from ctface.gallery.acquire import Acquisition
     from ctface.gallery.calibration import Calibration
     from ctface.gallery.decide import Identification, Verification
-    from ctface.gallery.enroll import LazyGallery, Outcome
+    from ctface.gallery.enroll import LazyGallery
+    from ctface.gallery.records import Outcome
     from ctface.gallery.store import GalleryDatabase
     from ctface.ingest.archive import ArchiveScan
     from ctface.ingest.volume import CtVolume
@@ -102,6 +104,11 @@ def detect_landmarks(volume: CtVolume, *, method: str = "auto") -> LandmarkSet:
     ------
     NoFaceError
         No face in the field of view.
+    InvalidInputError
+        An unknown ``method``.
+    MissingDataError
+        The CT-FAN weights are missing (``surface-fit`` and the cross-check need the face
+        model instead; without it ``auto`` runs CT-FAN alone).
     """
     from ctface.landmarks.detect import detect_landmarks as detect
 
@@ -151,7 +158,7 @@ def face_template(
     model : FaceEmbedder, str or Path, optional
         The recognition model, or its weights file (default: the shipped model).
     series_uid : str, optional
-        The DICOM series to read (paths only).
+        The DICOM series to read (paths only; ignored for a loaded volume).
 
     Returns
     -------
@@ -188,7 +195,8 @@ def acquire(
 
 
 def default_model() -> FaceEmbedder:
-    """The shipped recognition model, read once per process.
+    """The shipped recognition model (``embed/weights/embedder.pt``, its model card beside it),
+    read once per process; ``.version`` names it in templates and galleries.
 
     Raises
     ------
@@ -284,10 +292,13 @@ def _vector(probe: Probe, model: FaceEmbedder) -> np.ndarray:
                 f"the template was made by model {probe.model_version}, not {model.version}"
             )
         return probe.vector
-    if isinstance(probe, np.ndarray):
+    if isinstance(probe, np.ndarray):  # no model version to check: the caller vouches for it
         v = np.asarray(probe, dtype=np.float32)
-        if v.ndim != 1 or not np.isclose(np.linalg.norm(v), 1.0, atol=1e-3):
-            raise InvalidInputError("a template vector must be one unit-length vector")
+        dim = model.config.embedding_dim
+        if v.shape != (dim,) or not np.all(np.isfinite(v)):
+            raise InvalidInputError(f"a template vector has {dim} finite numbers, not {v.shape}")
+        if not np.isclose(np.linalg.norm(v), 1.0, atol=1e-3):
+            raise InvalidInputError("a template vector must be unit-length")
         return v
     return acquire(probe, model=model).template.vector
 
@@ -308,13 +319,10 @@ class Gallery:
         model: ModelLike = None,
         calibration: CalibrationLike = None,
     ) -> None:
-        from ctface.gallery.enroll import LazyGallery
-
         self.path = path
-        self._db: LazyGallery = LazyGallery(path)
+        self._handle: LazyGallery | None = None  # opened on first use
         self._model_arg, self._calibration_arg = model, calibration
-        self._calibration: Calibration | None = None
-        self.calibration_note: str | None = None
+        self.calibration_note: str | None = None  # why the shipped calibration is used
 
     @classmethod
     def open(
@@ -354,11 +362,18 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        """Close the database file (a closed gallery opens again on the next call)."""
-        self._db.close()
-        from ctface.gallery.enroll import LazyGallery
+        """Close the database file (a closed gallery opens it again when next used)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
-        self._db = LazyGallery(self.path)
+    def _lazy(self) -> LazyGallery:
+        """The database handle: the file opened if it exists, created by the first write."""
+        if self._handle is None or self._handle.existing is None:
+            from ctface.gallery.enroll import LazyGallery
+
+            self._handle = LazyGallery(self.path)  # opens the file if it exists by now
+        return self._handle
 
     @property
     def db(self) -> GalleryDatabase:
@@ -369,39 +384,49 @@ class Gallery:
         MissingDataError
             There is no gallery at ``path`` yet.
         """
-        from ctface.gallery.enroll import LazyGallery
-        from ctface.gallery.store import GalleryDatabase
+        from ctface.gallery.store import missing_gallery
 
-        if self._db.existing is None:
-            self._db = LazyGallery(self.path)  # opens the file if it exists by now
-        if self._db.existing is None:
-            GalleryDatabase(self.path)  # raises MissingDataError, saying how to make one
-        return self._db.get()
+        existing = self._lazy().existing
+        if existing is None:
+            raise missing_gallery(self.path)
+        return existing
 
     @property
     def model(self) -> FaceEmbedder:
-        """The recognition model this gallery's templates are made with."""
+        """The recognition model this gallery's templates are made with (the one given to
+        ``open``, else the shipped one), read once per process. MissingDataError when its
+        weights are missing or unreadable."""
         return resolve_model(self._model_arg)
 
     @property
     def calibration(self) -> Calibration:
-        """The calibration decisions use (see the class docstring)."""
-        if self._calibration is None:
-            version = self.model.version
-            stored = self._db.existing.calibration() if self._db.existing is not None else None
-            if self._calibration_arg is None and stored is not None:
-                if stored.model_version == version:
-                    self._calibration = stored
-                    return stored
-                self.calibration_note = (f"the gallery's calibration is for model "
-                                         f"{stored.model_version}, not {version}: using the "
-                                         "shipped one")  # fmt: skip
-            self._calibration = resolve_calibration(self._calibration_arg, version)
-        return self._calibration
+        """The calibration decisions use now: the one given to ``open``, else the gallery's
+        own (``ctface calibrate --gallery``) when it is for this model, else the shipped one
+        (``calibration_note`` then says why). Read again at every use: a calibration stored
+        meanwhile is used.
+
+        Raises
+        ------
+        GalleryError
+            The given or shipped calibration belongs to another model.
+        MissingDataError
+            The calibration file is missing or unreadable.
+        """
+        version = self.model.version
+        existing = self._lazy().existing
+        stored = existing.calibration() if self._calibration_arg is None and existing else None
+        self.calibration_note = None
+        if stored is not None and stored.model_version == version:
+            return stored
+        if stored is not None:
+            self.calibration_note = (f"the gallery's calibration is for model "
+                                     f"{stored.model_version}, not {version}: using the "
+                                     "shipped one")  # fmt: skip
+        return resolve_calibration(self._calibration_arg, version)
 
     def enroll(
         self,
-        scans: str | Path | ArchiveScan | Sequence[str | Path | ArchiveScan],
+        scans: str | Path | ArchiveScan | CtVolume | Iterable[str | Path | ArchiveScan | CtVolume],
         patient_id: str,
         *,
         jobs: int = 1,
@@ -411,8 +436,8 @@ class Gallery:
 
         Parameters
         ----------
-        scans : path or list of paths
-            CT scans (as ``load_ct`` reads them), one template each.
+        scans : path, CtVolume, or an iterable of them
+            CT scans (as ``load_ct`` reads them, or loaded volumes), one template each.
         patient_id : str
             The patient they belong to.
         jobs : int
@@ -437,7 +462,10 @@ class Gallery:
         pid = patient_id.strip()
         if not pid:
             raise InvalidInputError("the patient ID is empty")
-        items = list(scans) if isinstance(scans, list | tuple) else [scans]
+        if isinstance(scans, str | os.PathLike) or not isinstance(scans, Iterable):
+            items: list[Any] = [scans]  # one scan: a path, an archive scan or a volume
+        else:
+            items = list(scans)
         return self._enroll([(s, pid) for s in items], jobs, False, False, on_outcome)
 
     def enroll_archive(
@@ -446,12 +474,37 @@ class Gallery:
         *,
         jobs: int = 1,
         retry_failed: bool = False,
+        record_failures: bool = True,
         on_outcome: Callable[[Outcome, Acquisition | None], None] | None = None,
     ) -> list[Outcome]:
-        """Enroll an archive's studies (``ingest.archive.list_archive``: one CT per study,
-        under its DICOM PatientID). Resumable: enrolled scans are skipped by content digest,
-        and so are earlier failures (recorded in the gallery) unless ``retry_failed``."""
-        return self._enroll(list(items), jobs, True, retry_failed, on_outcome)
+        """Enroll an archive's studies, each under its patient ID.
+
+        Parameters
+        ----------
+        items : sequence of (ArchiveScan or path, patient ID)
+            From ``ingest.archive.list_archive`` (one CT per study, under its DICOM
+            PatientID); plain paths may be mixed in.
+        jobs : int
+            Worker processes.
+        retry_failed : bool
+            Acquire again the scans that failed in an earlier run (skipped by default).
+        record_failures : bool
+            Record failures in the gallery (by content digest), so a rerun skips them.
+        on_outcome : callable, optional
+            Called with each scan's outcome as it finishes.
+
+        Returns
+        -------
+        list of Outcome
+            One per item, in order. Resumable: scans already enrolled are recognized by the
+            digest of their files before any work.
+
+        Raises
+        ------
+        GalleryError
+            The gallery holds another model's templates.
+        """
+        return self._enroll(list(items), jobs, record_failures, retry_failed, on_outcome)
 
     def _enroll(
         self,
@@ -464,8 +517,8 @@ class Gallery:
         from ctface.gallery.enroll import enroll
 
         model = self.model
-        weights = None if self._model_arg is None else _weights_path(self._model_arg, model)
-        return enroll(self._db, items, model, weights, jobs=jobs, on_outcome=on_outcome,
+        weights = str(model.path) if model.path is not None else None
+        return enroll(self._lazy(), items, model, weights, jobs=jobs, on_outcome=on_outcome,
                       record_failures=record_failures, retry_failed=retry_failed)  # fmt: skip
 
     def check(self, fmr: float = DEFAULT_FMR) -> None:
@@ -517,10 +570,3 @@ class Gallery:
         """Are ``a`` and ``b`` the same person, decided with this gallery's calibration?
         Parameters, returns and errors as the module-level ``verify``."""
         return verify(a, b, fmr=fmr, model=self.model, calibration=self.calibration)
-
-
-def _weights_path(model_arg: Any, model: FaceEmbedder) -> str | None:
-    """The weights file worker processes load the model from."""
-    if isinstance(model_arg, str | Path):
-        return str(model_arg)
-    return str(model.path) if model.path is not None else None

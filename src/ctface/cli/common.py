@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ctface.errors import FailureToAcquire
 
 out_console = Console()
 
@@ -25,3 +28,17 @@ def report(summary: dict[str, Any], json_out: bool, line: str) -> None:
         print(json.dumps(summary, indent=1, default=str))
     else:
         out_console.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+def acquire_probe(scan: Path, model: Any, series_uid: str | None, json_out: bool) -> Any:
+    """The scan's acquisition (``ctface.api.acquire``); with ``json_out`` a failure to acquire
+    also prints its code and reason as JSON, then ends the command (exit 6)."""
+    from ctface.api import acquire
+
+    try:
+        return acquire(scan, model=model, series_uid=series_uid)
+    except FailureToAcquire as e:
+        if json_out:
+            fta = {"code": e.code, "reason": e.reason}
+            print(json.dumps({"scan": str(scan), "failure_to_acquire": fta}))
+        raise

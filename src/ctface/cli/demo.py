@@ -118,6 +118,8 @@ def _make_hospital(out: Path, jobs: int) -> Hospital:
 
 def _enroll(gallery: Any, hospital: Hospital, jobs: int) -> dict[int, Any]:
     """Enroll with a progress bar; the enrolled scans' frontal depth images, by scan key."""
+    from ctface.gallery.records import Status
+
     frontals: dict[int, Any] = {}
     with progress_bar(False) as bar:
         task = bar.add_task("enroll", total=len(hospital.enroll), info="")
@@ -127,12 +129,13 @@ def _enroll(gallery: Any, hospital: Hospital, jobs: int) -> dict[int, Any]:
             bar.update(task, info=f"{o.patient_id}: {o.status}")
             if acq is not None and o.scan_key is not None:
                 frontals[o.scan_key] = acq.frontal
-            elif o.status == "failed":
+            elif o.status == Status.FAILED:
                 bar.console.print(f"not enrolled: {o.source} ({o.code}): {o.reason}",
                                   highlight=False, soft_wrap=True, markup=False)  # fmt: skip
 
-        outcomes = gallery.enroll_archive(hospital.enroll, jobs=jobs, on_outcome=keep)
-    enrolled = sum(o.status == "enrolled" for o in outcomes)
+        outcomes = gallery.enroll_archive(hospital.enroll, jobs=jobs, record_failures=False,
+                                          on_outcome=keep)  # fmt: skip
+    enrolled = sum(o.status == Status.ENROLLED for o in outcomes)
     out_console.print(
         f"gallery {gallery.path}: {enrolled} scans of {len(gallery.db.patients())} patients "
         f"enrolled ({len(outcomes) - enrolled} failed to acquire)",
@@ -151,7 +154,8 @@ def _identify_probes(
     from ctface.jobs import map_jobs
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    weights = str(gallery.model.path)
+    model = gallery.model  # workers read it from its file; without one, this process
+    weights, jobs = (str(model.path), jobs) if model.path is not None else (model, 1)
     found = map_jobs(acquire_job, [(p, weights, threads) for p, _, _ in hospital.probes], jobs)
     correct = 0
     for (path, label, truth), (probe, code, reason, _) in zip(hospital.probes, found, strict=True):

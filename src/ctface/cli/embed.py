@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from ctface.cli.common import acquire_probe
 from ctface.cli.main import app
 
 out_console = Console()
@@ -26,11 +27,11 @@ def embed(
     usable)."""
     import numpy as np
 
-    from ctface.api import acquire, resolve_model
+    from ctface.api import resolve_model
     from ctface.files import atomic_path
 
     model = resolve_model(weights)  # first: a missing model fails before the slow work
-    acq = acquire(scan, model=model, series_uid=series_uid)
+    acq = acquire_probe(scan, model, series_uid, json_out)
     template, sec = acq.template, acq.seconds
     if out is not None:
         with atomic_path(out) as tmp, open(tmp, "wb") as fh:

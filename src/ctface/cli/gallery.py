@@ -14,11 +14,10 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from ctface.cli.common import out_console, progress_bar, report
+from ctface.cli.common import acquire_probe, out_console, progress_bar, report
 from ctface.cli.main import app, err
 from ctface.errors import (
     FailureCode,
-    FailureToAcquire,
     GalleryError,
     InvalidInputError,
     OutputError,
@@ -50,19 +49,6 @@ def _gallery(db: Path | None, weights: Path | None, calibration: Path | None = N
     return Gallery.open(db, model=weights, calibration=calibration)
 
 
-def _acquire_probe(scan: Path, model: Any, series_uid: str | None, json_out: bool) -> Any:
-    """The probe's acquisition; a failure to acquire prints its code (JSON too) and exits."""
-    from ctface.api import acquire
-
-    try:
-        return acquire(scan, model=model, series_uid=series_uid)
-    except FailureToAcquire as e:
-        if json_out:
-            fta = {"code": e.code, "reason": e.reason}
-            print(json.dumps({"scan": str(scan), "failure_to_acquire": fta}))
-        raise
-
-
 def _note(text: str | None) -> None:
     if text:
         err.print(f"note: {text}", highlight=False, markup=False, soft_wrap=True)
@@ -85,7 +71,7 @@ def enroll(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Process scans and store one face template per scan under the patient."""
-    from ctface.gallery.enroll import Status
+    from ctface.gallery.records import Status
     from ctface.ingest.archive import list_archive
 
     if from_dicom_tags == (patient_id is not None):
@@ -156,7 +142,7 @@ def identify(
         if html is not None and not html.parent.is_dir():
             raise OutputError(f"cannot write {html}: the folder {html.parent} does not exist")
         t0 = time.perf_counter()
-        probe = _acquire_probe(scan, gallery.model, series_uid, json_out)
+        probe = acquire_probe(scan, gallery.model, series_uid, json_out)
         result = gallery.identify(probe, fmr=fmr, top_k=top_k)
         seconds = time.perf_counter() - t0
         out = {"scan": str(scan), **result.to_json(), "model_version": gallery.model.version,
@@ -228,8 +214,8 @@ def verify(
             _note(gallery.calibration_note)
     cal = resolve_calibration(cal, model.version)
     cal.threshold(fmr)  # an impossible FMR fails before the slow work
-    result = decide(_acquire_probe(scan_a, model, None, json_out),
-                    _acquire_probe(scan_b, model, None, json_out), fmr=fmr, model=model,
+    result = decide(acquire_probe(scan_a, model, None, json_out),
+                    acquire_probe(scan_b, model, None, json_out), fmr=fmr, model=model,
                     calibration=cal)  # fmt: skip
     out = {"scan_a": str(scan_a), "scan_b": str(scan_b), **result.to_json(),
            "model_version": model.version}  # fmt: skip

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ctface.cli.main import app
-from ctface.landmarks.skin import SKIN_HU
+from ctface.ingest.volume import SKIN_HU
 from ctface.render.views import RENDER_PX
 
 out_console = Console()

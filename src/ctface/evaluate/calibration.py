@@ -80,16 +80,21 @@ def cohort_provenance(cohort: Path, failures: dict[str, str]) -> dict[str, Any]:
     return prov
 
 
-def calibrate_on_cohort(
-    cohort: Path,
-    cache: Path,
-    model: FaceEmbedder,
-    jobs: int = 1,
-    progress: Progress | None = None,
-) -> CohortCalibration:
-    """Genuine and impostor scores of ``model`` on every pair of the cohort's scans (pipeline
-    results cached in ``cache``; resumable). InvalidInputError: not a cohort, or nobody
-    scanned twice."""
+@dataclass(frozen=True)
+class CohortTemplates:
+    """One template per acquired scan of a cohort, row-aligned with its subject and scan."""
+
+    vectors: np.ndarray  # (N, D) float32 unit vectors
+    subjects: np.ndarray  # (N,) subject IDs
+    scan_ids: list[str]
+    failures: dict[str, str]  # scan_id -> reason: failures to acquire
+
+
+def cohort_templates(
+    cohort: Path, cache: Path, model: FaceEmbedder, jobs: int = 1, progress: Progress | None = None
+) -> CohortTemplates:
+    """Every scan of the cohort through the pipeline (cached in ``cache``; resumable) and the
+    model: its template. InvalidInputError when ``cohort`` is not a cohort."""
 
     def tell(stage: str, done: int, total: int | None) -> None:
         if progress is not None:
@@ -103,6 +108,21 @@ def calibrate_on_cohort(
         vectors.append(model.template_of_depth(ex.depth_mm).vector)
         tell("embed", k + 1, len(scans.examples))
     subjects = np.array([ex.subject_id for ex in scans.examples])
-    prov = cohort_provenance(cohort, scans.failures)
-    cal = calibrate(np.array(vectors), subjects, model.version, prov)
-    return CohortCalibration(cal, len(subjects), int(len(np.unique(subjects))), scans.failures)
+    ids = [ex.scan_id for ex in scans.examples]
+    return CohortTemplates(np.array(vectors, np.float32), subjects, ids, scans.failures)
+
+
+def calibrate_on_cohort(
+    cohort: Path,
+    cache: Path,
+    model: FaceEmbedder,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> CohortCalibration:
+    """Genuine and impostor scores of ``model`` on every pair of the cohort's scans (pipeline
+    results cached in ``cache``; resumable). InvalidInputError: not a cohort, or nobody
+    scanned twice."""
+    t = cohort_templates(cohort, cache, model, jobs, progress)
+    prov = cohort_provenance(cohort, t.failures)
+    cal = calibrate(t.vectors, t.subjects, model.version, prov)
+    return CohortCalibration(cal, len(t.subjects), int(len(np.unique(t.subjects))), t.failures)

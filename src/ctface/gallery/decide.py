@@ -20,6 +20,24 @@ from ctface.gallery.search import Candidate, TemplateIndex
 
 @dataclass(frozen=True)
 class Identification:
+    """The answer to "who is this?" for one probe.
+
+    Attributes
+    ----------
+    candidates : list of Candidate
+        The best-scoring patients, best first (rank, patient ID, score -1..1, best scan).
+    patient_id : str or None
+        The decision: the top candidate when their score reaches ``threshold.threshold``,
+        else None ("not in gallery").
+    threshold : DecisionThreshold
+        The threshold, the FMR it was set at and the calibration it comes from.
+    gallery_scans, gallery_patients : int
+        The gallery's size when searched; ``to_json`` adds the estimated false-positive
+        identification rate for it, 1 - (1 - FMR)^scans.
+    search : str
+        ``exact`` or the FAISS index used.
+    """
+
     candidates: list[Candidate]
     patient_id: str | None  # the decision: None = not in gallery
     threshold: DecisionThreshold  # Calibration.describe(fmr)
@@ -59,6 +77,21 @@ def identify(
 
 @dataclass(frozen=True)
 class Verification:
+    """The answer to "are these two scans the same person?".
+
+    Attributes
+    ----------
+    score : float
+        The templates' similarity (dot product, -1..1).
+    same_person : bool
+        ``score >= threshold.threshold``.
+    threshold : DecisionThreshold
+        The threshold, the FMR it was set at and the calibration it comes from.
+    fmr_at_score, fnmr_at_score : float
+        The calibration's measured false-match rate at this score (impostor comparisons
+        scoring this high or higher) and false non-match rate (genuine ones scoring lower).
+    """
+
     score: float
     same_person: bool
     threshold: DecisionThreshold

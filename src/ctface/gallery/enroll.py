@@ -12,10 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from ctface.embed.embedder import FaceEmbedder, cached_model
 from ctface.errors import (
@@ -26,36 +23,12 @@ from ctface.errors import (
     NoFaceError,
 )
 from ctface.gallery.acquire import Acquisition, acquire
+from ctface.gallery.records import Outcome, Status
 from ctface.gallery.store import GalleryDatabase
 from ctface.ingest.archive import ArchiveScan
 from ctface.jobs import map_jobs
 
 Source = str | Path | ArchiveScan
-
-
-class Status(StrEnum):
-    """What happened to one scan of an enrollment (``Outcome.status``)."""
-
-    ENROLLED = "enrolled"
-    ALREADY_ENROLLED = "already-enrolled"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # it failed in an earlier run (``retry_failed`` tries it again)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one scan."""
-
-    source: str
-    patient_id: str
-    status: Status
-    scan_key: int | None = None
-    code: FailureCode | None = None  # failed, skipped: why
-    reason: str | None = None
-    seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 def failure_code(e: CtfaceError) -> FailureCode:
@@ -67,10 +40,14 @@ def failure_code(e: CtfaceError) -> FailureCode:
 
 
 def _model(model: FaceEmbedder | str | None, threads: int) -> FaceEmbedder:
+    """The model itself in this process; in a worker, the weights file read once, with its
+    share of the CPUs (the caller's thread setting is left alone)."""
+    if isinstance(model, FaceEmbedder):
+        return model
     import torch
 
     torch.set_num_threads(threads)
-    return model if isinstance(model, FaceEmbedder) else cached_model(model)
+    return cached_model(model)
 
 
 def acquire_job(
@@ -135,7 +112,9 @@ def _known(
         return Outcome(label(src), pid, Status.FAILED, code=FailureCode.CONFLICT,
                        reason=f"these files are already enrolled as {owner!r}")  # fmt: skip
     if failed is not None and not retry_failed:
-        code, why = FailureCode(failed[0]), f"failed before: {failed[1]}"
+        known = failed[0] in FailureCode.__members__.values()
+        code = FailureCode(failed[0]) if known else FailureCode.ERROR  # another version's code
+        why = f"failed before: {failed[1]}"
         return Outcome(label(src), pid, Status.SKIPPED, code=code, reason=why)
     return None
 
@@ -190,6 +169,10 @@ def enroll(
                 why = f"these files are already enrolled as {owner!r}"
                 out = Outcome(label(src), pid, Status.FAILED, code=FailureCode.CONFLICT,
                               reason=why, seconds=secs)  # fmt: skip
+            elif acq.template.model_version != model.version:  # never store another model's
+                why = f"made by model {acq.template.model_version}, not {model.version}"
+                out = Outcome(label(src), pid, Status.FAILED, code=FailureCode.ERROR,
+                              reason=why, seconds=secs)  # fmt: skip
             else:
                 key = g.add_scan(pid, acq.record, acq.template.vector, model.version)
                 out = Outcome(label(src), pid, Status.ENROLLED, scan_key=key, seconds=secs)
@@ -197,8 +180,9 @@ def enroll(
         if on_outcome:
             on_outcome(out, acq)
 
-    in_process = jobs <= 1 or len(todo) <= 1
-    ref = model if in_process else weights or (str(model.path) if model.path else None)
+    file = str(Path(weights).resolve()) if weights else model.path and str(model.path)
+    in_process = jobs <= 1 or len(todo) <= 1 or not file  # workers read the model from its file
+    ref = model if in_process else file
     args = [(src, ref, threads) for _, src, _, _ in todo]
-    map_jobs(acquire_job, args, jobs, write)
+    map_jobs(acquire_job, args, 1 if in_process else jobs, write)
     return [outcomes[n] for n in range(len(items))]

@@ -33,6 +33,9 @@ TRAIN_SAMPLE = 200_000
 
 @dataclass(frozen=True)
 class Candidate:
+    """One ranked patient: ``rank`` (1 = best), ``patient_id``, ``score`` (similarity of the
+    probe with the patient's best-matching scan, -1..1) and that scan's ``scan_key``."""
+
     rank: int
     patient_id: str
     score: float
@@ -105,8 +108,10 @@ class TemplateIndex:
         """An index for ``gallery``; a FAISS index is read from / written to ``cache`` (its
         name carries the gallery revision, so a changed gallery never reads a stale index)."""
         n = len(gallery.patient_ids)
+        if n < FAISS_MIN or cache is None:  # exact: FAISS is not even imported
+            return cls(gallery)
         faiss = optional("faiss")
-        if n < FAISS_MIN or cache is None or faiss is None:
+        if faiss is None:
             return cls(gallery)
         path = cache.with_name(f"{cache.name}.r{gallery.revision}.faiss")
         if path.is_file():

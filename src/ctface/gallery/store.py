@@ -66,6 +66,13 @@ def default_path() -> Path:
     return Path(base) / "ctface" / "gallery.db"
 
 
+def missing_gallery(path: Path) -> MissingDataError:
+    """The error for a gallery file that does not exist yet, saying how to make one."""
+    return MissingDataError(
+        f"no gallery at {path}: enroll scans first (`ctface enroll ... --db {path}`)"
+    )
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -106,15 +113,24 @@ class GalleryDatabase:
         self.path = path
         if not path.exists():
             if not create:
-                raise MissingDataError(
-                    f"no gallery at {path}: enroll scans first (`ctface enroll ... --db {path}`)"
-                )
+                raise missing_gallery(path)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise OutputError(f"cannot create the gallery folder {path.parent}: {e}") from e
         try:
             self._db = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.DatabaseError as e:
+            raise GalleryError(f"{path} cannot be opened as a gallery database ({e})") from e
+        try:
+            self._open(path)
+        except BaseException:
+            self._db.close()  # a refused file leaves no connection behind
+            raise
+
+    def _open(self, path: Path) -> None:
+        """Check the file is a gallery of this schema; lay out a new one."""
+        try:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA synchronous = FULL")
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}

@@ -15,6 +15,10 @@ from typing import Any
 import numpy as np
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# The skin: the HU level of the air/skin isosurface that every stage (face frame, landmark fit,
+# rendering, the phantoms' QC pictures) uses by default. Air is -1000 HU, fat about -100, skin
+# about 0; the paper uses -400..-300; -350 is its middle.
+SKIN_HU = -350.0
 
 
 @dataclass

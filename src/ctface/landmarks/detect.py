@@ -29,11 +29,10 @@ import numpy as np
 
 from ctface.errors import MissingDataError, NoFaceError
 from ctface.face_model.model import FaceModel, load_face_model
-from ctface.ingest.volume import LPS_TO_RAS, CtVolume
+from ctface.ingest.volume import LPS_TO_RAS, SKIN_HU, CtVolume
 from ctface.landmarks.ctfan import MIN_FACE_PEAK, CtFanDetector
 from ctface.landmarks.frame import FaceFrame, FrameMethod, locate_face
 from ctface.landmarks.sampling import LANDMARKS, face_axes
-from ctface.landmarks.skin import SKIN_HU
 
 Method = Literal["auto", "ct-fan", "surface-fit"]
 AGREE_MM = 4.0  # CT-FAN and the fit farther apart than this: low confidence
@@ -69,6 +68,10 @@ class CrossCheck(StrEnum):
 
 @dataclass(frozen=True)
 class Landmark:
+    """One landmark: ``lps`` in patient LPS mm (``ras`` in RAS) or None when it is missing
+    (``reason`` says why, e.g. outside the field of view), ``confidence`` 0..1, and
+    ``cross_check_mm``, its distance to the face-model fit's point."""
+
     name: str
     lps: np.ndarray | None  # None: missing (``reason`` says why)
     confidence: float
@@ -94,6 +97,12 @@ class Landmark:
 
 @dataclass(frozen=True)
 class LandmarkSet:
+    """The five landmarks of a CT (``LANDMARKS``: right_eye, left_eye, nose_tip, right_mouth,
+    left_mouth; the patient's own right and left), by name; ``estimate_lps`` (5, 3) mm holds
+    every estimate, the missing ones' too; ``method`` the method that gave them,
+    ``cross_check`` whether the face-model fit confirmed them (``cross_check_text`` says it in
+    words); ``seconds`` the time taken. ``frame()`` is the face frame rendering uses."""
+
     landmarks: dict[str, Landmark]
     estimate_lps: np.ndarray  # (5, 3): every landmark's estimate, the missing ones too
     method: Method  # ct-fan | surface-fit: the one that gave the landmarks

@@ -46,8 +46,8 @@ import numpy as np
 from scipy import ndimage
 
 from ctface.errors import NoFaceError
-from ctface.ingest.volume import CtVolume
-from ctface.landmarks.skin import SKIN_HU, skin_surface, voxel_box
+from ctface.ingest.volume import SKIN_HU, CtVolume
+from ctface.landmarks.skin import skin_surface, voxel_box
 
 COARSE_MM = 2.0
 MIN_BODY_CM3 = 300.0

@@ -18,11 +18,6 @@ from ctface.geometry import sample_surface
 from ctface.ingest.volume import CtVolume
 
 SLAB = 24  # slices per marching-cubes call (consecutive slabs share one slice)
-# The skin: the HU level of the air/skin isosurface that every stage (face frame, landmark fit,
-# rendering) uses by default. Air is -1000 HU, fat about -100, skin about 0; the paper uses
-# -400..-300; -350 is its middle. The phantom QC pictures keep their own copy (phantom does
-# not import landmarks).
-SKIN_HU = -350.0
 
 VoxelBox = tuple[slice, slice, slice]  # k, j, i
 

@@ -29,10 +29,10 @@ from scipy.spatial.transform import Rotation
 from ctface.errors import NoFaceError
 from ctface.face_model import five_landmarks
 from ctface.face_model.model import FaceModel
-from ctface.ingest.volume import CtVolume
+from ctface.ingest.volume import SKIN_HU, CtVolume
 from ctface.landmarks.frame import FaceFrame
 from ctface.landmarks.sampling import LANDMARKS
-from ctface.landmarks.skin import SKIN_HU, skin_surface, voxel_box
+from ctface.landmarks.skin import skin_surface, voxel_box
 
 BOX_MM = ((-90.0, 90.0), (-110.0, 90.0), (-110.0, 30.0))  # along frame right, up, forward
 N_POINTS, N_IDENTITY = 3000, 60

@@ -8,9 +8,7 @@ from typing import Any
 import numpy as np
 
 from ctface.extras import pyplot
-from ctface.ingest.volume import CtVolume
-
-SKIN_HU = -350.0
+from ctface.ingest.volume import SKIN_HU, CtVolume
 
 
 def frontal_depth(volume: CtVolume, threshold_hu: float = SKIN_HU) -> np.ndarray:

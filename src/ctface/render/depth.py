@@ -49,9 +49,9 @@ import numpy as np
 from scipy import ndimage
 
 from ctface.errors import InvalidInputError, NoFaceError
-from ctface.ingest.volume import CtVolume
+from ctface.ingest.volume import SKIN_HU, CtVolume
 from ctface.landmarks.frame import FaceFrame
-from ctface.landmarks.skin import SKIN_HU, SkinSurface, dense_samples, skin_surface, voxel_box
+from ctface.landmarks.skin import SkinSurface, dense_samples, skin_surface, voxel_box
 from ctface.render.tissue import UnderSkin, face_grid, soft_tissue_share
 from ctface.render.views import FIELD_MM, RENDER_PX, View, pose_grid
 
