@@ -512,42 +512,23 @@ FIGURES: list[Figure] = [
             f3(blind("rank1_acquired")),
             f4(blind("auc")),
             f3(blind("verification_accuracy")),
-            f3(model("recognition.json", "shipped", "median", "rank1")),
-            f3(model("recognition_fresh.json", "shipped", "median", "rank1")),
-            f4(model("recognition.json", "shipped", "median", "auc")),
-            f4(model("recognition_fresh.json", "shipped", "median", "auc")),
-            f3(model("recognition_default_cohort.json", "shipped", "median", "rank1")),
-            f4(model("recognition_default_cohort.json", "shipped", "median", "auc")),
+            *_validation("shipped"),
         ],
     ),
     (
         README,
         "same, fine-tuned 900 on 181 people | {} | {} | {} | {} | {} / {} | {} / {} |",
         lambda: [
-            f3(blind("rank1", "finetuned-900-181-subjects")),
-            f3(blind("rank1_acquired", "finetuned-900-181-subjects")),
-            f4(blind("auc", "finetuned-900-181-subjects")),
-            f3(blind("verification_accuracy", "finetuned-900-181-subjects")),
-            f3(model("recognition.json", "finetuned-900-181-subjects", "median", "rank1")),
-            f3(model("recognition_fresh.json", "finetuned-900-181-subjects", "median", "rank1")),
-            f4(model("recognition.json", "finetuned-900-181-subjects", "median", "auc")),
-            f4(model("recognition_fresh.json", "finetuned-900-181-subjects", "median", "auc")),
+            *_blind_row("finetuned-900-181-subjects"),
+            *_validation("finetuned-900-181-subjects", default=False),
         ],
     ),
     (
         README,
         "fine-tuned 600 on 121 people) | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} |",
         lambda: [
-            f3(blind("rank1", "release-3c6995fd")),
-            f3(blind("rank1_acquired", "release-3c6995fd")),
-            f4(blind("auc", "release-3c6995fd")),
-            f3(blind("verification_accuracy", "release-3c6995fd")),
-            f3(model("recognition.json", "release-3c6995fd", "median", "rank1")),
-            f3(model("recognition_fresh.json", "release-3c6995fd", "median", "rank1")),
-            f4(model("recognition.json", "release-3c6995fd", "median", "auc")),
-            f4(model("recognition_fresh.json", "release-3c6995fd", "median", "auc")),
-            f3(model("recognition_default_cohort.json", "release-3c6995fd", "median", "rank1")),
-            f4(model("recognition_default_cohort.json", "release-3c6995fd", "median", "auc")),
+            *_blind_row("release-3c6995fd"),
+            *_validation("release-3c6995fd"),
         ],
     ),
     (
@@ -555,12 +536,7 @@ FIGURES: list[Figure] = [
         "fine-tuned 300 on 61 people; mean template) | – | – | – | – | {} / {} | {} / {} | {} "
         "| {} |",
         lambda: [
-            f3(model("recognition.json", "release-10d03f81", "mean", "rank1")),
-            f3(model("recognition_fresh.json", "release-10d03f81", "mean", "rank1")),
-            f4(model("recognition.json", "release-10d03f81", "mean", "auc")),
-            f4(model("recognition_fresh.json", "release-10d03f81", "mean", "auc")),
-            f3(model("recognition_default_cohort.json", "release-10d03f81", "mean", "rank1")),
-            f4(model("recognition_default_cohort.json", "release-10d03f81", "mean", "auc")),
+            *_validation("release-10d03f81", "mean"),
         ],
     ),
     (
@@ -1749,6 +1725,24 @@ def _training_validation() -> list[str]:
         ),
         *sorted((f1(v[w]["max_mm"]) for w in ("right_mouth", "left_mouth")), key=float),
     ]
+
+
+def _validation(name: str, rule: str = "median", default: bool = True) -> list[str]:
+    """A model's recognition-table figures on the validation cohorts: rank-1 on 4242 / 4343,
+    AUC on 4242 / 4343, and (``default``) rank-1 and AUC on the default cohort."""
+    files = ["recognition.json", "recognition_fresh.json"]
+    out = [f3(model(f, name, rule, "rank1")) for f in files]
+    out += [f4(model(f, name, rule, "auc")) for f in files]
+    if default:
+        out += [f3(model("recognition_default_cohort.json", name, rule, "rank1")),
+                f4(model("recognition_default_cohort.json", name, rule, "auc"))]  # fmt: skip
+    return out
+
+
+def _blind_row(name: str) -> list[str]:
+    """A model's blind-cohort figures: rank-1, acquired rank-1, AUC, verification accuracy."""
+    return [f3(blind("rank1", name)), f3(blind("rank1_acquired", name)),
+            f4(blind("auc", name)), f3(blind("verification_accuracy", name))]  # fmt: skip
 
 
 def _shift(factor: str, key: str | None = None) -> dict[str, Any]:

@@ -332,11 +332,11 @@ def test_enroll_statuses_and_conflicts(tmp_path: Path, monkeypatch: pytest.Monke
         path = None  # no weights file: acquired in this process
 
     db = LazyGallery(tmp_path / "g.db")
-    out = enroll(db, [("bad1", "A")], Model(), None)  # type: ignore[arg-type]
+    out = enroll(db, [("bad1", "A")], Model())  # type: ignore[arg-type]
     assert out[0].status == "failed" and out[0].code == "no-face"
     assert not (tmp_path / "g.db").exists()  # nothing written, no empty database
     out = enroll(db, [("s1", "A"), ("s2", "B"), ("s1#copy", "A"), ("s1#again", "C")],
-                 Model(), None)  # type: ignore[arg-type]  # fmt: skip
+                 Model())  # type: ignore[arg-type]  # fmt: skip
     assert [o.status for o in out] == ["enrolled", "enrolled", "already-enrolled", "failed"]
     assert out[3].code is FailureCode.CONFLICT and "already enrolled as 'A'" in str(out[3].reason)
     assert out[3].status is Status.FAILED and out[0].status is Status.ENROLLED
@@ -346,7 +346,7 @@ def test_enroll_statuses_and_conflicts(tmp_path: Path, monkeypatch: pytest.Monke
     with GalleryDatabase(tmp_path / "g.db") as g:
         g._db.execute("UPDATE meta SET value = 'vY' WHERE key = 'model_version'")
     with pytest.raises(GalleryError, match="model vY"):
-        enroll(LazyGallery(tmp_path / "g.db"), [("s3", "A")], Model(), None)  # type: ignore[arg-type]
+        enroll(LazyGallery(tmp_path / "g.db"), [("s3", "A")], Model())  # type: ignore[arg-type]
 
 
 def test_bad_inputs_leave_the_gallery_unchanged(

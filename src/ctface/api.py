@@ -516,20 +516,21 @@ class Gallery:
     ) -> list[Outcome]:
         from ctface.gallery.enroll import enroll
 
-        model = self.model
-        weights = str(model.path) if model.path is not None else None
-        return enroll(self._lazy(), items, model, weights, jobs=jobs, on_outcome=on_outcome,
+        return enroll(self._lazy(), items, self.model, jobs=jobs, on_outcome=on_outcome,
                       record_failures=record_failures, retry_failed=retry_failed)  # fmt: skip
 
-    def check(self, fmr: float = DEFAULT_FMR) -> None:
+    def check(self, fmr: float = DEFAULT_FMR) -> Calibration:
         """Fail now, before any slow work, if a decision at ``fmr`` cannot be made: no
         gallery, another model's gallery, an empty one, or an FMR the calibration cannot
-        measure (MissingDataError, GalleryError, InvalidInputError)."""
+        measure (MissingDataError, GalleryError, InvalidInputError). Returns the calibration
+        the decision will use."""
         db = self.db
         db.check_model(self.model.version)
-        self.calibration.threshold(fmr)
-        if db.model_version is None or not db.patients():
+        calibration = self.calibration
+        calibration.threshold(fmr)
+        if db.model_version is None or db.is_empty():
             raise GalleryError(f"the gallery {self.path} is empty: enroll scans first")
+        return calibration
 
     def identify(self, probe: Probe, *, fmr: float = DEFAULT_FMR, top_k: int = 5) -> Identification:
         """Who is this? The enrolled patients ranked for ``probe``, and the decision.
@@ -560,11 +561,11 @@ class Gallery:
         from ctface.gallery.decide import identify as decide
         from ctface.gallery.search import TemplateIndex
 
-        self.check(fmr)
+        calibration = self.check(fmr)
         templates = self.db.templates(cache=True)
         vector = _vector(probe, self.model)
         index = TemplateIndex.cached(templates, self.path)
-        return decide(vector, index, self.calibration, fmr, top_k)
+        return decide(vector, index, calibration, fmr, top_k)
 
     def verify(self, a: Probe, b: Probe, *, fmr: float = DEFAULT_FMR) -> Verification:
         """Are ``a`` and ``b`` the same person, decided with this gallery's calibration?

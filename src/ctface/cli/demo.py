@@ -149,14 +149,10 @@ def _identify_probes(
 ) -> int:
     """Acquire the probes (in parallel), identify each, print it and write its page; the
     number of correct decisions."""
-    from ctface.gallery.enroll import acquire_job
+    from ctface.gallery.enroll import acquire_many
     from ctface.gallery.report import identification_html
-    from ctface.jobs import map_jobs
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    model = gallery.model  # workers read it from its file; without one, this process
-    weights, jobs = (str(model.path), jobs) if model.path is not None else (model, 1)
-    found = map_jobs(acquire_job, [(p, weights, threads) for p, _, _ in hospital.probes], jobs)
+    found = acquire_many([p for p, _, _ in hospital.probes], gallery.model, jobs)
     correct = 0
     for (path, label, truth), (probe, code, reason, _) in zip(hospital.probes, found, strict=True):
         if probe is None:

@@ -50,9 +50,10 @@ def _model(model: FaceEmbedder | str | None, threads: int) -> FaceEmbedder:
     return cached_model(model)
 
 
-def acquire_job(
-    source: Source, model: FaceEmbedder | str | None, threads: int
-) -> tuple[Acquisition | None, FailureCode | None, str | None, float]:
+AcquireResult = tuple[Acquisition | None, FailureCode | None, str | None, float]
+
+
+def acquire_job(source: Source, model: FaceEmbedder | str | None, threads: int) -> AcquireResult:
     """Acquire in this process or a worker (``model``: the model, or in a worker the weights
     file it reads once): (acquisition, failure code, reason, seconds); never raises for a bad
     scan."""
@@ -123,7 +124,6 @@ def enroll(
     db: LazyGallery,
     items: Sequence[tuple[Source, str]],
     model: FaceEmbedder,
-    weights: str | None,
     *,
     jobs: int = 1,
     record_failures: bool = False,
@@ -150,10 +150,9 @@ def enroll(
         if on_outcome:
             on_outcome(known, None)
 
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     pending = iter(todo)
 
-    def write(result: tuple[Acquisition | None, FailureCode | None, str | None, float]) -> None:
+    def write(result: AcquireResult) -> None:
         n, src, pid, digest = next(pending)
         acq, code, reason, secs = result
         if acq is None:
@@ -180,9 +179,21 @@ def enroll(
         if on_outcome:
             on_outcome(out, acq)
 
-    file = str(Path(weights).resolve()) if weights else model.path and str(model.path)
-    in_process = jobs <= 1 or len(todo) <= 1 or not file  # workers read the model from its file
-    ref = model if in_process else file
-    args = [(src, ref, threads) for _, src, _, _ in todo]
-    map_jobs(acquire_job, args, 1 if in_process else jobs, write)
+    acquire_many([src for _, src, _, _ in todo], model, jobs, write)
     return [outcomes[n] for n in range(len(items))]
+
+
+def acquire_many(
+    sources: Sequence[Source],
+    model: FaceEmbedder,
+    jobs: int = 1,
+    progress: Callable[[AcquireResult], None] | None = None,
+) -> list[AcquireResult]:
+    """``acquire_job`` over ``sources``, in order: in ``jobs`` worker processes, each reading
+    the model once from its weights file with its share of the CPUs, or in this process (one
+    job, one scan, or a model without a file: never another model in its place)."""
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    in_process = jobs <= 1 or len(sources) <= 1 or model.path is None
+    ref: FaceEmbedder | str = model if in_process else str(model.path)
+    args = [(src, ref, threads) for src in sources]
+    return map_jobs(acquire_job, args, 1 if in_process else jobs, progress)

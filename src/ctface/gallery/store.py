@@ -311,6 +311,10 @@ class GalleryDatabase:
             out.append(StoredScan(int(r[0]), str(r[1]), rec, str(r[9]), str(r[10])))
         return out
 
+    def is_empty(self) -> bool:
+        """No patient enrolled (one query, whatever the gallery's size)."""
+        return not self._db.execute("SELECT EXISTS(SELECT 1 FROM patients)").fetchone()[0]
+
     def patients(self) -> list[tuple[str, int]]:
         """(patient ID, number of scans), sorted by ID."""
         rows = self._db.execute(
