@@ -308,7 +308,13 @@ def test_find_head_crops_a_whole_body_scan() -> None:
     assert head.metadata["head"]["cropped"]
     assert z.max() == pytest.approx(top) and 240 <= z.max() - z.min() <= 262
     assert head.metadata["head"]["top_z_mm"] == pytest.approx(top - 10, abs=6)
-    assert np.array_equal(head.hu, vol.hu[-head.hu.shape[0] :])
+    # left-right: the head (75 mm half-width) and 90 mm around it; front-back: the whole field
+    x = head.origin[0] + 4 * np.arange(head.hu.shape[2])
+    assert -170 <= x.min() <= -160 and 160 <= x.max() <= 170
+    assert head.hu.shape[1] == vol.hu.shape[1]
+    i0 = int(round((head.origin[0] - vol.origin[0]) / 4))
+    expect = vol.hu[-head.hu.shape[0] :, :, i0 : i0 + head.hu.shape[2]]
+    assert np.array_equal(head.hu, expect)
 
 
 def test_no_head_in_field_of_view() -> None:
@@ -525,7 +531,8 @@ def test_real_visible_human_nrrd() -> None:
     assert np.allclose(vol.direction, np.eye(3)) and np.allclose(vol.origin, 0)
     assert vol.hu.min() == -1024 and vol.hu.max() <= 3071
     canon = load_ct(path, spacing_mm=2.0)
-    assert canon.hu.shape == (117, 230, 230) and not canon.metadata["head"]["cropped"]
+    # all slices kept; front-back cropped to 90 mm around the body (the head fills left-right)
+    assert canon.hu.shape == (117, 191, 230) and canon.metadata["head"]["cropped"]
 
 
 def test_real_single_file_of_a_series_is_enough() -> None:

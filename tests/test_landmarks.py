@@ -19,7 +19,7 @@ from ctface.ingest.volume import CtVolume
 from ctface.landmarks import LANDMARKS, detect, detect_landmarks
 from ctface.landmarks.ctfan import WEIGHTS, CtFanDetector
 from ctface.landmarks.dataset import LandmarkExample, example_from_volume
-from ctface.landmarks.detect import CrossCheck, outside_fov
+from ctface.landmarks.detect import CrossCheck, ct_fan_unsure, outside_fov
 from ctface.landmarks.metrics import error_summary
 from ctface.landmarks.model import CtFan, NetConfig
 from ctface.landmarks.sampling import (
@@ -222,6 +222,123 @@ def test_cut_field_of_view_reports_missing_mouth(
     assert outside_fov(cut, lps[0]) is None
 
 
+def _crop_below(volume: CtVolume, z_mm: float) -> CtVolume:
+    """``volume`` from the first slice at or above ``z_mm`` (S) up: the scan ends there."""
+    k0 = int(np.ceil(volume.lps_to_ijk(np.array([[0.0, 0.0, z_mm]]))[0, 2]))
+    cut = CtVolume(volume.hu[k0:].copy(), volume.affine_lps.copy())
+    cut.affine_lps[:3, 3] = volume.ijk_to_lps(np.array([[0, 0, k0]]))[0]
+    return cut
+
+
+def test_mouth_corner_at_the_inferior_edge(
+    scan: tuple[Path, CtVolume, np.ndarray, np.ndarray],
+) -> None:
+    """Issue 18 (InVesalius 0051: both mouth corners came back as points at the volume's edge
+    with confidence ~0): a corner the scan ends before is missing with the reason, and no
+    landmark is reported outside the field of view; corners a few mm above the inferior edge
+    are reported. (This phantom, cut 3 mm above its lower corner: CT-FAN's peaks there 0.22 and
+    0.24, the fit's lower corner 3 mm past the edge.)"""
+    needs_face_model()
+    _, volume, lps, _ = scan
+    low = int(np.argmin(lps[3:, 2])) + 3  # the lower mouth corner
+    cut = _crop_below(volume, lps[low, 2] + 3.0)
+    res = detect_landmarks(cut)
+    edge = cut.ijk_to_lps(np.array([[0.0, 0.0, -0.5]]))[0, 2]
+    assert lps[low, 2] < edge - 2.0  # truly outside
+    assert res[LANDMARKS[low]].lps is None and res[LANDMARKS[low]].confidence == 0.0
+    assert "outside the field of view" in (res[LANDMARKS[low]].reason or "")
+    assert "inferior" in (res[LANDMARKS[low]].reason or "")
+    for lm in res.landmarks.values():
+        assert lm.lps is None or outside_fov(cut, lm.lps) is None, lm
+    visible = _crop_below(volume, lps[3:, 2].min() - 6.0)  # corners 6-9 mm above the edge
+    res = detect_landmarks(visible)
+    for i in (3, 4):
+        assert res[LANDMARKS[i]].lps is not None, res[LANDMARKS[i]].reason
+        assert np.linalg.norm(res[LANDMARKS[i]].lps - lps[i]) < 8.0
+
+
+FACE = np.array([[-32, -80, 30], [32, -80, 30], [0, -100, 0], [-25, -85, -35], [25, -85, -35]])
+
+
+def _slab(bottom_mm: float) -> CtVolume:
+    """An empty 200 x 200 x 100 mm volume (10 x 10 x 1 mm voxels) whose inferior edge (the
+    low side of its first slice) is at S = ``bottom_mm``."""
+    affine = np.diag([10.0, 10.0, 1.0, 1.0])
+    affine[:3, 3] = [-100.0, -150.0, bottom_mm + 0.5]
+    return CtVolume(np.zeros((100, 20, 20), np.int16), affine)
+
+
+def _stub_methods(
+    monkeypatch: pytest.MonkeyPatch, ct_fan: np.ndarray, peaks: np.ndarray, fit: np.ndarray
+) -> list[int]:
+    """CT-FAN and the cross-checking fit replaced by fixed points; returns the fit-call log."""
+    calls: list[int] = []
+    monkeypatch.setattr(detect, "_ct_fan", lambda v, w, d: (ct_fan.copy(), peaks.copy()))
+
+    def cross_check(v: object, e: object, f: object, d: object) -> tuple[np.ndarray, ...]:
+        calls.append(1)
+        return fit.copy(), CrossCheck.FIT, "agreement within 4 mm"  # type: ignore[return-value]
+
+    monkeypatch.setattr(detect, "_cross_check", cross_check)
+    return calls
+
+
+def test_confident_ct_fan_skips_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast path: high fine peaks, well inside the scan, anatomical distances -> CT-FAN's own
+    points, no fit ("skipped"); any one of the three failing -> the fit runs, and says why."""
+    face, volume = FACE.astype(float), _slab(-60.0)
+    calls = _stub_methods(monkeypatch, face, np.full(5, 0.7), face + 1.0)
+    res = detect_landmarks(volume)
+    assert not calls and res.cross_check is CrossCheck.SKIPPED and res.method == "ct-fan"
+    assert res.cross_check_text.startswith("skipped (CT-FAN confident: lowest fine peak 0.70")
+    assert all(np.array_equal(res[k].lps, face[i]) for i, k in enumerate(LANDMARKS))
+    assert all(lm.confidence == 0.7 and lm.cross_check_mm is None for lm in res.landmarks.values())
+    assert detect_landmarks(volume, "ct-fan").cross_check is CrossCheck.OFF
+    peaks = np.array([0.7, 0.7, 0.7, 0.5, 0.7])
+    assert ct_fan_unsure(volume, face, peaks) == "right mouth peak 0.50 < 0.55"
+    assert ct_fan_unsure(_slab(-38.0), face, np.full(5, 0.7)) == (
+        "right mouth: not visible within 3 mm of its inferior edge"
+    )
+    close = face.copy()
+    close[1, 0] = -2.0  # eyes 30 mm apart
+    assert ct_fan_unsure(volume, close, np.full(5, 0.7)) == (
+        "right eye to left eye 30 mm (anatomical 48-88 mm)"
+    )
+    calls = _stub_methods(monkeypatch, face, peaks, face + 1.0)
+    res = detect_landmarks(volume)
+    assert calls and res.cross_check is CrossCheck.FIT
+    assert res.cross_check_text.endswith("CT-FAN unsure: right mouth peak 0.50 < 0.55)")
+    assert np.allclose(res["nose_tip"].lps, face[2] + 0.5)  # the two agree: their mean
+
+
+def test_fit_point_past_the_edge_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """InVesalius 0051 in miniature: CT-FAN's mouth corners weak (peak 0.21) and 15 mm inside,
+    the fit's 0.2 and 1 mm past the inferior edge -> missing with the reason, never the fit's
+    point at the edge with confidence ~0 (as before issue 18). A corner CT-FAN does not see at
+    all (peak 0.15) that the fit places 6 mm above the inferior edge is reported there (it was
+    'not visible within 6 mm of its inferior edge'); 30 mm inside, it is 'not found'."""
+    face, volume = FACE.astype(float), _slab(-40.0)
+    ct_fan = face.copy()
+    ct_fan[3:, 2] = -25.0
+    fit = face + 0.5
+    fit[3:, 2] = [-40.2, -41.0]
+    peaks = np.array([0.6, 0.6, 0.6, 0.21, 0.21])
+    _stub_methods(monkeypatch, ct_fan, peaks, fit)
+    res = detect_landmarks(volume)
+    assert [res[k].reason for k in LANDMARKS[3:]] == [
+        "outside the field of view: the scan ends 0.2 mm before it (inferior edge)",
+        "outside the field of view: the scan ends 1 mm before it (inferior edge)",
+    ]
+    assert all(res[k].lps is None and res[k].confidence == 0.0 for k in LANDMARKS[3:])
+    assert np.allclose(res.estimate_lps[3:], fit[3:])  # the frame uses the fit's estimate
+    fit[3:, 2] = [-34.0, -10.0]  # 6 and 30 mm above the inferior edge
+    _stub_methods(monkeypatch, ct_fan, np.array([0.6, 0.6, 0.6, 0.15, 0.15]), fit)
+    res = detect_landmarks(volume)
+    assert np.array_equal(res["right_mouth"].lps, fit[3]) and res["right_mouth"].reason is None
+    assert res["left_mouth"].lps is None
+    assert res["left_mouth"].reason == "not found: no clear left mouth (peak 0.15)"
+
+
 def test_no_face_and_missing_weights(tmp_path: Path) -> None:
     air = CtVolume(np.full((60, 80, 80), -1000, np.int16), np.diag([2.0, 2.0, 2.0, 1.0]))
     with pytest.raises(NoFaceError):
@@ -257,7 +374,7 @@ def test_cli_landmarks(
         assert lm["ras"] == pytest.approx([-lm["lps"][0], -lm["lps"][1], lm["lps"][2]])
         assert np.linalg.norm(np.array(lm["lps"]) - lps[i]) < (4.0 if i < 3 else 8.0)
         assert 0.0 <= lm["confidence"] <= 1.0
-    assert out["cross_check"].startswith("face-model fit")
+    assert out["cross_check"].startswith(("face-model fit", "skipped (CT-FAN confident"))
     assert qc.stat().st_size > 20_000
     bad = cli("landmarks", str(tmp_path / "nothing.nii.gz"))
     assert bad.returncode == 4 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

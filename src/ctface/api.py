@@ -83,15 +83,17 @@ def load_ct(path: str | Path, *, series_uid: str | None = None) -> CtVolume:
 
 
 def detect_landmarks(volume: CtVolume, *, method: str = "auto") -> LandmarkSet:
-    """The five facial landmarks of a CT (CT-FAN, cross-checked by the face-model fit).
+    """The five facial landmarks of a CT (CT-FAN, cross-checked by the face-model fit where it
+    is unsure).
 
     Parameters
     ----------
     volume : CtVolume
         From ``load_ct``.
     method : {"auto", "ct-fan", "surface-fit"}
-        ``auto``: CT-FAN cross-checked by fitting the face model to the skin, the fit alone
-        where CT-FAN is lost; or one method alone.
+        ``auto``: CT-FAN, cross-checked by fitting the face model to the skin unless CT-FAN is
+        sure of every landmark (``CrossCheck.SKIPPED``), the fit alone where CT-FAN is lost;
+        or one method alone.
 
     Returns
     -------
@@ -177,7 +179,9 @@ def face_template(
     MissingDataError
         The model weights are missing or unreadable.
     """
-    return acquire(scan, model=model, series_uid=series_uid).template
+    from ctface.gallery.acquire import acquire as run
+
+    return run(scan, resolve_model(model), series_uid=series_uid, digest=False).template
 
 
 def acquire(
@@ -185,13 +189,15 @@ def acquire(
     *,
     model: ModelLike = None,
     series_uid: str | None = None,
+    digest: bool = True,
 ) -> Acquisition:
     """``face_template`` with what the gallery keeps about the scan: its record (content
     digest, DICOM UIDs, acquisition metadata, quality measures), the frontal depth image and
-    the seconds each stage took. Same parameters and errors as ``face_template``."""
+    the seconds each stage took. Same parameters and errors as ``face_template``;
+    ``digest=False`` leaves the record's digest empty (it is only needed to enroll the scan)."""
     from ctface.gallery.acquire import acquire as run
 
-    return run(scan, resolve_model(model), series_uid=series_uid)
+    return run(scan, resolve_model(model), series_uid=series_uid, digest=digest)
 
 
 def default_model() -> FaceEmbedder:
@@ -300,7 +306,7 @@ def _vector(probe: Probe, model: FaceEmbedder) -> np.ndarray:
         if not np.isclose(np.linalg.norm(v), 1.0, atol=1e-3):
             raise InvalidInputError("a template vector must be unit-length")
         return v
-    return acquire(probe, model=model).template.vector
+    return face_template(probe, model=model).vector
 
 
 class Gallery:

@@ -30,13 +30,16 @@ def report(summary: dict[str, Any], json_out: bool, line: str) -> None:
         out_console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
-def acquire_probe(scan: Path, model: Any, series_uid: str | None, json_out: bool) -> Any:
-    """The scan's acquisition (``ctface.api.acquire``); with ``json_out`` a failure to acquire
-    also prints its code and reason as JSON, then ends the command (exit 6)."""
+def acquire_probe(
+    scan: Path, model: Any, series_uid: str | None, json_out: bool, *, digest: bool = False
+) -> Any:
+    """The scan's acquisition (``ctface.api.acquire``; without its content digest unless
+    ``digest``); with ``json_out`` a failure to acquire also prints its code and reason as JSON,
+    then ends the command (exit 6)."""
     from ctface.api import acquire
 
     try:
-        return acquire(scan, model=model, series_uid=series_uid)
+        return acquire(scan, model=model, series_uid=series_uid, digest=digest)
     except FailureToAcquire as e:
         if json_out:
             fta = {"code": e.code, "reason": e.reason}

@@ -247,3 +247,39 @@ def finetune(
     v = info.get("validation", {})
     line = f"wrote {out} ({info['seconds']} s); validation: {v}"
     report({"out": str(out), **info}, json_out, line)
+
+
+@train_app.command("export-onnx")
+def export_onnx(
+    weights: list[Path] = typer.Option(
+        [], "--weights", help="Model or CT-FAN .pt file(s) (default: both shipped ones)."
+    ),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Export weights files to ONNX beside them (inference then runs on ONNX Runtime, without
+    torch); finetune and train-landmarks do it for the files they write."""
+    from ctface.embed.embedder import READABLE, FaceEmbedder, export_model_onnx
+    from ctface.embed.shipped import WEIGHTS
+    from ctface.landmarks.ctfan import FORMAT as CTFAN_FORMAT
+    from ctface.landmarks.ctfan import WEIGHTS as CTFAN_WEIGHTS
+    from ctface.landmarks.ctfan import CtFanDetector, export_ctfan_onnx
+    from ctface.model_files import load_checked
+
+    rows: list[dict[str, Any]] = []
+    for p in weights or [WEIGHTS, CTFAN_WEIGHTS]:
+        if not p.is_file():
+            raise InvalidInputError(f"no weights file {p}")
+        try:
+            fmt = load_checked(p, (*READABLE, CTFAN_FORMAT))["format"]
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets one message
+            raise InvalidInputError(f"{p} is not a ctface model or CT-FAN weights file") from e
+        if fmt == CTFAN_FORMAT:
+            files = export_ctfan_onnx(p)
+            backend = CtFanDetector.load(p, backend="onnxruntime").backend
+        else:
+            files = export_model_onnx(p)
+            backend = FaceEmbedder.load(p, backend="onnxruntime").backend
+        rows.append({"weights": str(p), "onnx": [str(f) for f in files], "backend": backend,
+                     "bytes": sum(f.stat().st_size for f in files)})  # fmt: skip
+    lines = [f"{r['weights']} -> {', '.join(r['onnx'])}" for r in rows]
+    report({"exported": rows}, json_out, "\n".join(lines))

@@ -15,13 +15,13 @@ __getattr__, __dir__, _lazy_all = lazy_loader.attach(
     __name__,
     submod_attrs={
         "embedder": ["FaceEmbedder", "Template"],
-        "resnet": ["CONFIGS", "EmbedConfig"],
+        "config": ["CONFIGS", "EmbedConfig"],
     },
 )
 __all__ = _lazy_all
 
 if TYPE_CHECKING:
+    from ctface.embed.config import CONFIGS as CONFIGS
+    from ctface.embed.config import EmbedConfig as EmbedConfig
     from ctface.embed.embedder import FaceEmbedder as FaceEmbedder
     from ctface.embed.embedder import Template as Template
-    from ctface.embed.resnet import CONFIGS as CONFIGS
-    from ctface.embed.resnet import EmbedConfig as EmbedConfig

@@ -10,11 +10,14 @@ background 0.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ctface.render.depth import SCALE_C, THETA_MM, normalize_depth
+
+if TYPE_CHECKING:  # torch is imported by the functions that take tensors (inference on ONNX
+    import torch  # Runtime reads these images without it)
 
 CACHE_SIZE = 128  # render.views.RENDER_PX / 2
 
@@ -54,6 +57,8 @@ def adjust(
 
 def to_input(images: torch.Tensor, size: int) -> torch.Tensor:
     """(N, S, S) or (N, 1, S, S) float images -> (N, 1, size, size), area/bilinear resampled."""
+    import torch.nn.functional as F
+
     x = images if images.dim() == 4 else images[:, None]
     if x.shape[-1] == size:
         return x
@@ -70,6 +75,8 @@ def crop(x: torch.Tensor, size: int, rng: np.random.Generator | None) -> torch.T
     if rng is None:
         o = (s - size) // 2
         return x[:, :, o : o + size, o : o + size]
+    import torch
+
     offs = rng.integers(0, s - size + 1, size=(len(x), 2))
     return torch.stack([x[i, :, a : a + size, b : b + size] for i, (a, b) in enumerate(offs)])
 

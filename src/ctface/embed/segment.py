@@ -20,20 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctface.embed.images import pool_depth
+from ctface.embed.inference import SEG_SIZE as SEG_SIZE  # its input size, defined there
+from ctface.embed.inference import metric_depth
 from ctface.errors import MissingDataError
 from ctface.model_files import load_checked, save_atomic
-from ctface.render.depth import FRONT_MM, REFERENCE_MM
 
-SEG_SIZE = 64
 FORMAT = "ctface-segmenter-1"
 
 
 def metric_input(depth_mm: np.ndarray) -> torch.Tensor:
     """(V, S, S) depth mm (NaN = background) -> (V, 1, SEG_SIZE, SEG_SIZE) in 0..1."""
-    d = pool_depth(depth_mm.astype(np.float32), SEG_SIZE)
-    x = np.nan_to_num(d / (REFERENCE_MM + FRONT_MM), nan=0.0).clip(0.0, 1.0)
-    return torch.from_numpy(x.astype(np.float32))[:, None]
+    return torch.from_numpy(metric_depth(depth_mm))[:, None]
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -27,6 +27,7 @@ from ctface.gallery.records import Outcome, Status
 from ctface.gallery.store import GalleryDatabase
 from ctface.ingest.archive import ArchiveScan
 from ctface.jobs import map_jobs
+from ctface.model_files import set_inference_threads
 
 Source = str | Path | ArchiveScan
 
@@ -44,9 +45,7 @@ def _model(model: FaceEmbedder | str | None, threads: int) -> FaceEmbedder:
     share of the CPUs (the caller's thread setting is left alone)."""
     if isinstance(model, FaceEmbedder):
         return model
-    import torch
-
-    torch.set_num_threads(threads)
+    set_inference_threads(threads)  # ONNX Runtime's sessions made from now on, and torch's
     return cached_model(model)
 
 

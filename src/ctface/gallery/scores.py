@@ -5,7 +5,7 @@ calibration decide with it; the evaluation harness measures with the same functi
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import betaincinv  # scipy.stats' beta.ppf; scipy.stats takes 0.5 s to import
 
 FMR_POINTS = (1e-2, 1e-3, 1e-4)
 
@@ -33,8 +33,8 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     if n <= 0:
         return (np.nan, np.nan)
     a = (1.0 - level) / 2
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    lo = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, a))
+    hi = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - a))
     return lo, hi
 
 

@@ -52,20 +52,26 @@ def to_hu(
     """Stored values -> int16 HU: rescale, padding (inclusive stored range) and < -1024 -> air."""
     if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
         raise InvalidInputError("The image contains NaN or infinite values.")
-    hu = raw.astype(np.float32, copy=True)
-    if slope != 1.0 or intercept != 0.0:
-        hu *= np.float32(slope)
-        hu += np.float32(intercept)
+    exact = raw.dtype.kind in "iu" and raw.itemsize <= 2 and slope == 1.0
+    hu: np.ndarray
+    if exact and float(intercept).is_integer() and abs(intercept) < 2**20:
+        hu = raw.astype(np.int32)  # integer arithmetic: the same values, ~2x faster
+        hu += np.int32(intercept)
+    else:
+        hu = raw.astype(np.float32, copy=True)
+        if slope != 1.0 or intercept != 0.0:
+            hu *= np.float32(slope)
+            hu += np.float32(intercept)
     st = stats if stats is not None else HuStats()
     if padding is not None:
         lo, hi = min(padding), max(padding)
         pad = (raw >= lo) & (raw <= hi)
         st.padded += int(pad.sum())
         hu[pad] = AIR_HU
-    st.below_air += int((hu < FAR_BELOW_AIR_HU).sum())
-    st.above_int16 += int((hu > 32767).sum())
+    st.below_air += int(np.count_nonzero(hu < FAR_BELOW_AIR_HU))
+    st.above_int16 += int(np.count_nonzero(hu > 32767))
     np.clip(hu, AIR_HU, 32767, out=hu)
-    return np.rint(hu).astype(np.int16)
+    return (hu if hu.dtype.kind == "i" else np.rint(hu)).astype(np.int16)
 
 
 def check_spacing(

@@ -4,9 +4,10 @@ On a coarse (4 mm) canonical copy: body = voxels above -500 HU, opened with a 3x
 thin shells: table top, head-holder shell, tubes) and reduced to its largest connected part.
 The vertex is the highest axial slice with at least 4 cm2 of body. The volume is cropped (in
 its own voxel grid, no resampling) to the slab from ``depth_mm`` below the vertex to 10 mm above
-it, along the voxel axis closest to superior; nothing is cropped when the volume does not reach
-that far down. No body at all, or a body that fills the top slice with more than 400 cm2 (a
-trunk: an adult head is at most ~300 cm2 in cross-section) -> NoFaceError.
+it, and to 90 mm around the body's left-right and front-back extent in that slab (what the
+renders can see: devices up to 80 mm in front of the nose tip); nothing is cropped where the
+volume does not reach that far. No body at all, or a body that fills the top slice with more
+than 400 cm2 (a trunk: an adult head is at most ~300 cm2 in cross-section) -> NoFaceError.
 """
 
 from __future__ import annotations
@@ -28,39 +29,53 @@ MAX_HEAD_AREA_MM2 = 40000.0  # 400 cm2
 MIN_BODY_MM3 = 50_000.0  # 50 cm3
 HEAD_DEPTH_MM = 250.0
 MARGIN_MM = 10.0
+# kept around the body in x and y: the renders see up to 80 mm in front of the nose tip (devices,
+# tubes) and 110 mm to each side of it
+SIDE_MARGIN_MM = 90.0
 
 
-def body_profile(volume: CtVolume) -> tuple[np.ndarray, np.ndarray]:
-    """Body cross-section area (mm2) of each 4 mm axial slice and the slice heights (LPS z, mm)."""
+def _body(volume: CtVolume) -> tuple[CtVolume, np.ndarray]:
+    """The coarse canonical copy and its body mask (largest connected part, opened)."""
     coarse = canonicalize(volume, COARSE_MM)
     body = ndimage.binary_opening(coarse.hu > BODY_HU, ndimage.generate_binary_structure(3, 1))
     labels, n = ndimage.label(body)
     if n:
         sizes = np.bincount(labels.ravel())[1:]
         body = labels == 1 + int(np.argmax(sizes))
-    area = body.sum(axis=(1, 2)) * COARSE_MM**2
-    z = coarse.origin[2] + COARSE_MM * np.arange(len(area))
-    return area.astype(float), z
+    return coarse, body
 
 
-def _crop_axis(volume: CtVolume, lo: float, hi: float) -> tuple[int, int, int]:
-    """Voxel axis closest to superior and the index range whose planes meet z in [lo, hi]."""
-    a = volume.affine_lps
-    axis = int(np.argmax(np.abs(a[2, :3]) / np.asarray(volume.spacing)))
-    shape = volume.shape_ijk
-    others = [o for o in range(3) if o != axis]
-    spread = [a[2, o] * (shape[o] - 1) for o in others]
-    idx = np.arange(shape[axis])
-    z_plane = a[2, 3] + a[2, axis] * idx
-    zmin = z_plane + sum(min(0.0, s) for s in spread)
-    zmax = z_plane + sum(max(0.0, s) for s in spread)
-    keep = np.nonzero((zmax >= lo) & (zmin <= hi))[0]
-    return axis, int(keep[0]), int(keep[-1]) + 1
+def _head_box(coarse: CtVolume, body: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """LPS box (2, 3) kept: the body's x and y extent in the slab z in [lo, hi] widened by
+    ``SIDE_MARGIN_MM``, and the slab itself."""
+    z = coarse.origin[2] + COARSE_MM * np.arange(body.shape[0])
+    j, i = np.nonzero(body[(z >= lo) & (z <= hi)].any(axis=0))
+    if not len(i):  # no body in the slab: keep the full width
+        return np.array([[-np.inf, -np.inf, lo], [np.inf, np.inf, hi]])
+    x = coarse.origin[0] + COARSE_MM * np.array([i.min(), i.max()])
+    y = coarse.origin[1] + COARSE_MM * np.array([j.min(), j.max()])
+    m = SIDE_MARGIN_MM
+    return np.array([[x[0] - m, y[0] - m, lo], [x[1] + m, y[1] + m, hi]])
+
+
+def _voxel_range(volume: CtVolume, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel index range [start, stop) (i, j, k) of ``volume`` holding the LPS ``box``."""
+    n = np.array(volume.shape_ijk)
+    finite = np.where(np.isfinite(box), box, np.where(box < 0, -1e6, 1e6))
+    corners = np.array(
+        [[x, y, z] for x in finite[:, 0] for y in finite[:, 1] for z in finite[:, 2]]
+    )
+    ijk = volume.lps_to_ijk(corners)
+    start = np.clip(np.floor(ijk.min(axis=0) + 1e-6), 0, n).astype(int)
+    stop = np.clip(np.ceil(ijk.max(axis=0) - 1e-6) + 1, 0, n).astype(int)
+    return start, stop
 
 
 def find_head(volume: CtVolume, depth_mm: float = HEAD_DEPTH_MM) -> CtVolume:
-    """Crop ``volume`` to the head: from the top of the body to ``depth_mm`` below it."""
-    area, z = body_profile(volume)
+    """Crop ``volume`` to the head: from the top of the body to ``depth_mm`` below it, and to
+    ``SIDE_MARGIN_MM`` around the body left-right and front-back."""
+    coarse, body = _body(volume)
+    area = body.sum(axis=(1, 2)).astype(float) * COARSE_MM**2
     if area.sum() * COARSE_MM < MIN_BODY_MM3:
         raise NoFaceError(
             "No head in the field of view: no body or skin (nothing denser than -500 HU) found."
@@ -73,22 +88,23 @@ def find_head(volume: CtVolume, depth_mm: float = HEAD_DEPTH_MM) -> CtVolume:
             f"({area[top_k] / 100:.0f} cm2 at its top slice; a head is under "
             f"{MAX_HEAD_AREA_MM2 / 100:.0f} cm2)."
         )
-    z_top = float(z[top_k] + COARSE_MM / 2)
+    z_top = float(coarse.origin[2] + COARSE_MM * top_k + COARSE_MM / 2)
     lo, hi = z_top - depth_mm, z_top + MARGIN_MM
-    axis, start, stop = _crop_axis(volume, lo, hi)
+    start, stop = _voxel_range(volume, _head_box(coarse, body, lo, hi))
     meta: dict[str, Any] = copy.deepcopy(volume.metadata)
-    n_axis = volume.shape_ijk[axis]
-    meta["head"] = {"top_z_mm": round(z_top, 2), "cropped": stop - start < n_axis}
+    n = np.array(volume.shape_ijk)
+    cropped = bool(np.any(start > 0) or np.any(stop < n))
+    meta["head"] = {"top_z_mm": round(z_top, 2), "cropped": cropped}
     meta.setdefault("notes", [])
-    if stop - start == n_axis:
+    if not cropped:
         return CtVolume(volume.hu, volume.affine_lps, meta)
-    sl = [slice(None)] * 3
-    sl[2 - axis] = slice(start, stop)
     affine = volume.affine_lps.copy()
-    affine[:3, 3] += affine[:3, axis] * start
+    affine[:3, 3] += affine[:3, :3] @ start
     meta["head"]["kept_z_mm"] = [round(lo, 2), round(hi, 2)]
     meta["notes"].append(
-        f"cropped to the head: kept {stop - start} of {n_axis} planes "
-        f"(z {lo:.0f} to {hi:.0f} mm, vertex at {z_top:.0f} mm)"
+        f"cropped to the head: kept {' x '.join(map(str, stop - start))} of "
+        f"{' x '.join(map(str, n))} voxels (z {lo:.0f} to {hi:.0f} mm, vertex at {z_top:.0f} mm; "
+        f"{SIDE_MARGIN_MM:g} mm around the body)"
     )
-    return CtVolume(np.ascontiguousarray(volume.hu[tuple(sl)]), affine, meta)
+    hu = volume.hu[start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]]
+    return CtVolume(np.ascontiguousarray(hu), affine, meta)

@@ -10,22 +10,26 @@
    re-oriented on the one before.
 Every fine pass also runs on the mirror image (right and left channels swapped back) and the
 two estimates are averaged. Peak height (the target's peak is 1) is the network's confidence.
+
+``save_weights`` also exports both networks to ONNX beside the file (``export_ctfan_onnx``:
+NAME.coarse.onnx, NAME.fine.onnx); where these record the file's SHA-256 the detector runs
+them on ONNX Runtime and loads without torch, else it runs torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ctface.errors import MissingDataError
 from ctface.files import atomic_path
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.volume import CtVolume
-from ctface.landmarks.model import CtFan, NetConfig
 from ctface.landmarks.sampling import (
     COARSE,
     FINE,
@@ -41,6 +45,10 @@ from ctface.landmarks.sampling import (
     from_cells,
     sample_cube,
 )
+from ctface.model_files import SOURCE_KEY, OnnxNet, export_onnx, import_torch, onnx_nets, onnx_path
+
+if TYPE_CHECKING:  # torch is imported where a torch network is loaded, trained or exported
+    from ctface.landmarks.model import CtFan
 
 WEIGHTS = Path(__file__).with_name("weights") / "ctfan.pt"
 FORMAT = "ctface-ctfan-1"
@@ -50,6 +58,8 @@ FINE_MARGIN_MM = 40.0
 SPINS_DEG = (0.0, 90.0, 180.0, 270.0)
 FINE_PASSES = 3  # each re-centred and re-oriented on the previous estimate
 PAIR_APART_MM = 25.0  # the two peaks of the eyes' (mouth corners') heatmap are this far apart
+ONNX_PARTS = ("coarse", "fine")  # NAME.coarse.onnx, NAME.fine.onnx
+BACKENDS = ("auto", "onnxruntime", "torch")
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,12 @@ class CtFanOutput:
     fine_peak: np.ndarray  # (5,)
 
 
-def save_weights(path: Path, coarse: CtFan, fine: CtFan, meta: dict[str, Any]) -> None:
+def save_weights(
+    path: Path, coarse: CtFan, fine: CtFan, meta: dict[str, Any], onnx: bool = True
+) -> None:
+    """Write a CT-FAN weights file, and (``onnx``) its ONNX export beside it (a warning
+    instead where the onnx package is missing: the detector then runs on torch)."""
+    torch = import_torch()
     blob = {
         "format": FORMAT,
         "coarse": {"config": coarse.config.to_json(), "state": coarse.state_dict()},
@@ -69,44 +84,146 @@ def save_weights(path: Path, coarse: CtFan, fine: CtFan, meta: dict[str, Any]) -
     }
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
+    if onnx:
+        try:
+            export_ctfan_onnx(path)
+        except MissingDataError as e:
+            warnings.warn(f"{path}: no ONNX export, CT-FAN runs on torch ({e})", stacklevel=2)
+
+
+def _read(p: Path) -> tuple[CtFan, CtFan, dict[str, Any]]:
+    """The torch coarse and fine networks and the metadata of the weights file ``p``."""
+    from ctface.landmarks.model import CtFan, NetConfig
+
+    try:
+        blob = import_torch().load(p, map_location="cpu", weights_only=True)
+        if blob.get("format") != FORMAT:
+            raise ValueError(f"format {blob.get('format')!r}")
+        nets = []
+        for key in ONNX_PARTS:
+            net = CtFan(NetConfig(**blob[key]["config"]))
+            net.load_state_dict(blob[key]["state"])
+            nets.append(net)
+    except Exception as exc:  # unpickling can fail in many ways; all mean "not usable"
+        raise MissingDataError(f"{p} is not a usable CT-FAN weights file ({exc})") from exc
+    return nets[0], nets[1], dict(blob.get("meta", {}))
+
+
+def export_ctfan_onnx(path: Path) -> list[Path]:
+    """Export the weights file ``path`` to ONNX beside it (``onnx_path``, parts
+    ``ONNX_PARTS``): each network (B, 1, n, n, n) CT cubes -> heatmaps, with the file's
+    SHA-256 in its metadata."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    nets = dict(zip(ONNX_PARTS, _read(Path(path))[:2], strict=True))
+    torch = import_torch()
+    out = []
+    for part, stage in zip(ONNX_PARTS, (COARSE, FINE), strict=True):
+        example = torch.zeros(2, 1, stage.n, stage.n, stage.n)
+        meta = {SOURCE_KEY: digest, "ctface.part": part}
+        out.append(
+            export_onnx(nets[part], example, onnx_path(path, part), ("ct", "heatmaps"), meta)
+        )
+    return out
 
 
 class CtFanDetector:
-    """Coarse and fine CT-FAN networks in evaluation mode."""
+    """Coarse and fine CT-FAN networks: on ONNX Runtime (``onnx``: the exports of the weights
+    file, by part) or torch modules in evaluation mode (``coarse``, ``fine``; read from
+    ``path`` on first use where ONNX Runtime runs the detector, as is ``meta``)."""
 
-    def __init__(self, coarse: CtFan, fine: CtFan, meta: dict[str, Any]) -> None:
-        self.coarse, self.fine, self.meta = coarse.eval(), fine.eval(), meta
+    def __init__(
+        self,
+        coarse: CtFan | None,
+        fine: CtFan | None,
+        meta: dict[str, Any] | None,
+        path: Path | None = None,
+        onnx: dict[str, OnnxNet] | None = None,
+    ) -> None:
+        if (coarse is None or fine is None or meta is None) and (onnx is None or path is None):
+            raise ValueError("a detector needs its torch networks, or its ONNX ones and its file")
+        self.path, self.onnx = path, onnx
+        self._coarse_net = None if coarse is None else coarse.eval()
+        self._fine_net = None if fine is None else fine.eval()
+        self._meta = meta
+
+    @property
+    def backend(self) -> str:
+        """What runs the networks: "onnxruntime" or "torch"."""
+        return "onnxruntime" if self.onnx else "torch"
+
+    @property
+    def coarse(self) -> CtFan:
+        """The torch coarse network."""
+        if self._coarse_net is None:
+            self._load_torch()
+        assert self._coarse_net is not None
+        return self._coarse_net
+
+    @property
+    def fine(self) -> CtFan:
+        """The torch fine network."""
+        if self._fine_net is None:
+            self._load_torch()
+        assert self._fine_net is not None
+        return self._fine_net
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the weights file records about its training."""
+        if self._meta is None:
+            self._load_torch()
+        assert self._meta is not None
+        return self._meta
+
+    def _load_torch(self) -> None:
+        assert self.path is not None
+        coarse, fine, self._meta = _read(self.path)
+        self._coarse_net, self._fine_net = coarse.eval(), fine.eval()
 
     @classmethod
-    def load(cls, path: Path | None = None) -> CtFanDetector:
+    def load(cls, path: Path | None = None, backend: str = "auto") -> CtFanDetector:
+        """The detector in ``path`` (None: the shipped weights). ``backend`` "auto": on ONNX
+        Runtime where the file's exports are beside it and record its SHA-256, else on torch;
+        "torch" or "onnxruntime" (MissingDataError without valid exports): that one."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         p = Path(path) if path else WEIGHTS
         if not p.is_file():
             raise MissingDataError(
                 f"CT-FAN weights not found at {p}; reinstall ctface or train them with "
                 "`ctface train-landmarks`"
             )
-        try:
-            blob = torch.load(p, map_location="cpu", weights_only=True)
-            if blob.get("format") != FORMAT:
-                raise ValueError(f"format {blob.get('format')!r}")
-            nets = []
-            for key in ("coarse", "fine"):
-                net = CtFan(NetConfig(**blob[key]["config"]))
-                net.load_state_dict(blob[key]["state"])
-                nets.append(net)
-        except Exception as exc:  # unpickling can fail in many ways; all mean "not usable"
-            raise MissingDataError(f"{p} is not a usable CT-FAN weights file ({exc})") from exc
-        return cls(nets[0], nets[1], dict(blob.get("meta", {})))
+        if backend != "torch":
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            nets = onnx_nets(p, ONNX_PARTS, digest)
+            if nets is not None:
+                return cls(None, None, None, p.resolve(), nets)
+            if backend == "onnxruntime":
+                raise MissingDataError(
+                    f"no ONNX export of {p} (or onnxruntime missing): `ctface train "
+                    f"export-onnx --weights {p}` writes it"
+                )
+        coarse, fine, meta = _read(p)
+        return cls(coarse, fine, meta, p.resolve())
+
+    def _heatmaps(self, part: str, x: np.ndarray) -> np.ndarray:
+        """(B, n, n, n) CT cubes -> (B, L, n/2, n/2, n/2) heatmaps of network ``part``."""
+        if self.onnx:
+            return self.onnx[part](x[:, None])
+        torch = import_torch()
+        net = self.coarse if part == "coarse" else self.fine
+        with torch.no_grad():
+            out: np.ndarray = net(torch.from_numpy(x[:, None])).numpy()
+        return out
 
     def _run(
-        self, net: CtFan, grid: Grid, centres: np.ndarray, axes: np.ndarray, stage: Stage
+        self, part: str, grid: Grid, centres: np.ndarray, axes: np.ndarray, stage: Stage
     ) -> tuple[np.ndarray, np.ndarray]:
         """Heatmap cells -> LPS for cubes at ``centres`` (M, 3), each with and without mirror;
         returns (M, 5, 3) positions and (M, 5) peaks, mirror and plain averaged."""
         views = [(c, a) for c in centres for a in (axes, FLIP @ axes)]
         x = np.stack([sample_cube(grid, c, a, stage.n, stage.step_mm) for c, a in views])
-        with torch.no_grad():
-            maps = net(torch.from_numpy(x[:, None])).numpy()
+        maps = self._heatmaps(part, x)
         lps = np.zeros((len(views), 5, 3))
         peak = np.zeros((len(views), 5))
         for v, (c, a) in enumerate(views):
@@ -160,8 +277,7 @@ class CtFanDetector:
         axes = np.eye(3) if axes is None else axes
         centre = body_centre(grid)
         x = sample_cube(grid, centre, axes, COARSE.n, COARSE.step_mm)
-        with torch.no_grad():
-            maps = self.coarse(torch.from_numpy(x[None, None])).numpy()[0]
+        maps = self._heatmaps("coarse", x[None])[0]
         apart = PAIR_APART_MM / COARSE.out_step_mm
         eyes, pe = decode_peaks(maps[0], 2, apart)
         nose, pn = decode_peaks(maps[1], 1, apart)
@@ -177,6 +293,6 @@ class CtFanDetector:
         est, fine_peak = coarse_lps.copy(), np.zeros(5)
         idx = np.arange(5)
         for _ in range(FINE_PASSES):
-            lps, peak = self._run(self.fine, fine, est, face_axes(est), FINE)
+            lps, peak = self._run("fine", fine, est, face_axes(est), FINE)
             est, fine_peak = lps[idx, idx], peak[idx, idx]
         return CtFanOutput(est, coarse_lps, coarse_peak, fine_peak)

@@ -119,6 +119,8 @@ class FaceRendering:
     Row 0 is the top of the image; column 0 its left (the patient's right in a frontal view).
     face_region: which face parts are in view, and what lies under the skin (``FaceRegion``).
     timings_s: seconds per stage (locate, surface, samples, views) and the sample count.
+    frontal_mm: (size, size) the depth image of the frontal view (pitch = roll = yaw = 0),
+    rendered for the coverage checks whatever ``views`` holds; None when not rendered.
     """
 
     depth_mm: np.ndarray
@@ -132,6 +134,7 @@ class FaceRendering:
     theta_mm: float = THETA_MM
     scale_c: float = SCALE_C
     timings_s: dict[str, float] = field(default_factory=dict)
+    frontal_mm: np.ndarray | None = None
 
     def camera(self) -> dict[str, Any]:
         c = (self.size - 1) / 2
@@ -453,4 +456,5 @@ def render_face(
             "views": t3 - t2,
             "samples_n": float(len(pts)),
         },
+        frontal_mm=frontal,
     )
