@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from ctface.embed.embedder import FaceEmbedder, Template
-from ctface.embed.template import TEMPLATE_VIEWS
+from ctface.embed.template import TEMPLATE_PITCHES_DEG
 from ctface.errors import CtfaceError, FailureCode, FailureToAcquire, NoFaceError
 from ctface.gallery.records import ACQUISITION_KEYS, ScanRecord
 from ctface.ingest import CtVolume, load_ct
 from ctface.ingest.archive import ArchiveScan, load_archive_scan, source_digest
 from ctface.render import pose_grid, render_face
 from ctface.render.depth import FaceRendering, normalize_depth
+from ctface.render.views import View
 
 MAX_SLICE_MM = 5.0
 REQUIRED_PARTS = ("eyes", "nose")
@@ -66,7 +67,7 @@ def acquire(
         volume = _load(source, series_uid)
         t1 = time.perf_counter()
         _check_slices(volume)
-        rendering = render_face(volume, views=pose_grid(TEMPLATE_VIEWS))
+        rendering = render_face(volume, views=template_views())
     except FailureToAcquire:
         raise
     except NoFaceError as e:
@@ -108,6 +109,11 @@ def acquire(
     )
     seconds = {"load": t1 - t0, "render": t2 - t1, "embed": t3 - t2}
     return Acquisition(record, template, frontal_image(rendering), seconds)
+
+
+def template_views() -> list[View]:
+    """The views a template is made from (``embed.template.TEMPLATE_PITCHES_DEG``)."""
+    return [v for v in pose_grid() if v.pitch in TEMPLATE_PITCHES_DEG]
 
 
 def _load(source: Source, series_uid: str | None) -> CtVolume:
@@ -152,8 +158,6 @@ def frontal_image(rendering: FaceRendering) -> np.ndarray:
 def frontal_from_source(record: ScanRecord) -> np.ndarray | None:
     """A stored scan's frontal depth image, rendered again from its source files (the gallery
     keeps no images); None when the files are gone or no longer readable."""
-    from ctface.render.views import View
-
     try:
         volume = load_ct(record.source, series_uid=record.series_uid)
         return render_face(volume, views=[View(0.0, 0.0, 0.0)]).normalized[0]
