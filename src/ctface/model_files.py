@@ -90,6 +90,29 @@ class OnnxNet:
         return out
 
 
+class TorchOnDemand:
+    """A model run on ONNX Runtime (``onnx``) or torch; its torch networks, where ONNX Runtime
+    runs it, are read from its file on first use (``_load_torch``, by the subclass)."""
+
+    onnx: dict[str, OnnxNet] | None
+
+    @property
+    def backend(self) -> str:
+        """What runs the networks: "onnxruntime" or "torch"."""
+        return "onnxruntime" if self.onnx else "torch"
+
+    def _load_torch(self) -> None:
+        raise NotImplementedError
+
+    def _on_demand(self, attr: str) -> Any:
+        """The attribute ``attr`` (a torch network, ...), loading the torch side if needed."""
+        if getattr(self, attr) is None:
+            self._load_torch()
+        value = getattr(self, attr)
+        assert value is not None
+        return value
+
+
 def onnx_nets(weights: Path, parts: Sequence[str], digest: str) -> dict[str, OnnxNet] | None:
     """The ONNX Runtime networks exported from ``weights`` (whose SHA-256 is ``digest``), by
     part; None when onnxruntime is missing or any part is missing, unreadable or exported from

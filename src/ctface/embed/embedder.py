@@ -29,6 +29,7 @@ from ctface.errors import MissingDataError
 from ctface.model_files import (
     SOURCE_KEY,
     OnnxNet,
+    TorchOnDemand,
     export_onnx,
     import_torch,
     load_checked,
@@ -131,7 +132,7 @@ def export_model_onnx(path: Path) -> list[Path]:
     ]  # fmt: skip
 
 
-class FaceEmbedder:
+class FaceEmbedder(TorchOnDemand):
     """A loaded recognition model: its networks run on ONNX Runtime (``onnx``: the exports of
     its file, by part) or on torch (``net``, ``segmenter``; read from ``path`` on first use
     where ONNX Runtime runs the model)."""
@@ -158,25 +159,16 @@ class FaceEmbedder:
                 module.eval()
 
     @property
-    def backend(self) -> str:
-        """What runs the networks: "onnxruntime" or "torch"."""
-        return "onnxruntime" if self.onnx else "torch"
-
-    @property
     def net(self) -> ResNetEmbedder:
         """The torch embedding network."""
-        if self._net is None:
-            self._load_torch()
-        assert self._net is not None
-        return self._net
+        net: ResNetEmbedder = self._on_demand("_net")
+        return net
 
     @property
     def segmenter(self) -> FaceSegmenter:
         """The torch face separation network."""
-        if self._segmenter is None:
-            self._load_torch()
-        assert self._segmenter is not None
-        return self._segmenter
+        seg: FaceSegmenter = self._on_demand("_segmenter")
+        return seg
 
     def _load_torch(self) -> None:
         assert self.path is not None

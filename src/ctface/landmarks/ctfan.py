@@ -45,7 +45,15 @@ from ctface.landmarks.sampling import (
     from_cells,
     sample_cube,
 )
-from ctface.model_files import SOURCE_KEY, OnnxNet, export_onnx, import_torch, onnx_nets, onnx_path
+from ctface.model_files import (
+    SOURCE_KEY,
+    OnnxNet,
+    TorchOnDemand,
+    export_onnx,
+    import_torch,
+    onnx_nets,
+    onnx_path,
+)
 
 if TYPE_CHECKING:  # torch is imported where a torch network is loaded, trained or exported
     from ctface.landmarks.model import CtFan
@@ -126,7 +134,7 @@ def export_ctfan_onnx(path: Path) -> list[Path]:
     return out
 
 
-class CtFanDetector:
+class CtFanDetector(TorchOnDemand):
     """Coarse and fine CT-FAN networks: on ONNX Runtime (``onnx``: the exports of the weights
     file, by part) or torch modules in evaluation mode (``coarse``, ``fine``; read from
     ``path`` on first use where ONNX Runtime runs the detector, as is ``meta``)."""
@@ -147,33 +155,22 @@ class CtFanDetector:
         self._meta = meta
 
     @property
-    def backend(self) -> str:
-        """What runs the networks: "onnxruntime" or "torch"."""
-        return "onnxruntime" if self.onnx else "torch"
-
-    @property
     def coarse(self) -> CtFan:
         """The torch coarse network."""
-        if self._coarse_net is None:
-            self._load_torch()
-        assert self._coarse_net is not None
-        return self._coarse_net
+        net: CtFan = self._on_demand("_coarse_net")
+        return net
 
     @property
     def fine(self) -> CtFan:
         """The torch fine network."""
-        if self._fine_net is None:
-            self._load_torch()
-        assert self._fine_net is not None
-        return self._fine_net
+        net: CtFan = self._on_demand("_fine_net")
+        return net
 
     @property
     def meta(self) -> dict[str, Any]:
         """What the weights file records about its training."""
-        if self._meta is None:
-            self._load_torch()
-        assert self._meta is not None
-        return self._meta
+        meta: dict[str, Any] = self._on_demand("_meta")
+        return meta
 
     def _load_torch(self) -> None:
         assert self.path is not None
