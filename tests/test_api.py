@@ -107,12 +107,13 @@ def test_enrollment_without_a_model_file_stays_in_this_process(
     model.path = None
     seen: dict[str, object] = {}
 
-    def fake_map(fn: object, args: list[tuple[object, ...]], jobs: int, progress: object) -> list:
-        seen["jobs"], seen["model"] = jobs, args[0][1]
-        for _ in args:  # as if every scan failed: nothing is acquired or stored
-            progress((None, FailureCode.ERROR, "not run", 0.0))  # type: ignore[operator]
-        return []
+    def fake_run(
+        fn: object, args: list[tuple[object, ...]], on_result: object, **kw: object
+    ) -> None:
+        seen["jobs"], seen["model"] = kw["jobs"], args[0][1]
+        for i, _ in enumerate(args):  # as if every scan failed: nothing is acquired or stored
+            on_result(i, (None, FailureCode.ERROR, "not run", 0.0))  # type: ignore[operator]
 
-    monkeypatch.setattr(enroll_module, "map_jobs", fake_map)
+    monkeypatch.setattr(enroll_module, "run_tasks", fake_run)
     ctface.Gallery.open(tmp_path / "g.db", model=model).enroll(["a.nii", "b.nii"], "P", jobs=2)
     assert seen == {"jobs": 1, "model": model}

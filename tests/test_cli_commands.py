@@ -488,12 +488,20 @@ def test_demo_with_canned_acquisitions(
     assert (ds.PatientID, str(ds.PatientName)) == ("", "")
     assert pydicom.dcmread(original[0]).PatientID == lost["subject_id"]
 
-    # the gallery: every other scan of the 2 patients, under their IDs; no scan of S0003
+    # the gallery: every other scan of the 2 patients, under their IDs (one NIfTI scan filed
+    # under the other patient: the planted error); no scan of S0003
+    planted = re.search(r"planted error: (S\d{4})'s scan (\S+) was enrolled as (S\d{4})", r.stdout)
+    assert planted is not None, r.stdout
+    owner, misfiled, filed = planted.groups()
+    assert owner != filed and owner != lost["subject_id"]
     with GalleryDatabase(out / "gallery.db") as g:
         enrolled = {p: n for p, n in g.patients()}
         sources = [s.record.source for s in g.scans()]
-    expect = {p: 2 - (p == lost["subject_id"]) for p in ("S0001", "S0002")}
-    assert enrolled == expect
+        planted_as = [s.patient_id for s in g.scans() if misfiled in Path(s.record.source).parts]
+        assert planted_as == [filed]
+    expect = {p: 2 - (p == lost["subject_id"]) - (p == owner) + (p == filed)
+              for p in ("S0001", "S0002")}  # fmt: skip
+    assert enrolled == {p: n for p, n in expect.items() if n}
     assert not any("S0003" in s or lost["scan_id"] in s for s in sources)
     assert acquired[-2:] == [str(probe), str(out / "hospital" / rows[4]["path"])]
     assert sum("S0003" in a for a in acquired) == 1  # the stranger: only searched for
@@ -502,7 +510,8 @@ def test_demo_with_canned_acquisitions(
     assert f"PatientID lost: {lost['subject_id']} (threshold {t:.4f} at FMR 0.001" in r.stdout
     assert "S0003, never enrolled: not in gallery" in r.stdout
     assert ": 3 scans of 2 patients enrolled (0 failed to acquire)" in r.stdout
-    assert "2 of 2 decisions correct" in r.stdout
+    assert "2 of 2 decisions correct; the misfiled scan found" in r.stdout
+    assert (out / "reconcile" / "report.html").is_file()
     pages = sorted(out.glob("identify_*.html"))
     stranger = Path(rows[4]["path"]).name.split(".")[0]
     assert [p.name for p in pages] == sorted([f"identify_{probe.name}.html",
@@ -518,7 +527,7 @@ def test_demo_end_to_end(tmp_path: Path, cli: Cli) -> None:
     out = tmp_path / "demo"
     r = cli("demo", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert "2 of 2 decisions correct" in r.stdout
+    assert "2 of 2 decisions correct; the misfiled scan found" in r.stdout
     with GalleryDatabase(out / "gallery.db") as g:
         patients = g.patients()
     assert [p for p, _ in patients] == [f"S{i:04d}" for i in range(1, 9)]

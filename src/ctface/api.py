@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ctface.gallery.calibration import Calibration
     from ctface.gallery.decide import Identification, Verification
     from ctface.gallery.enroll import LazyGallery
+    from ctface.gallery.reconcile import Reconciliation
     from ctface.gallery.records import Outcome
     from ctface.gallery.store import GalleryDatabase
     from ctface.ingest.archive import ArchiveScan
@@ -285,6 +286,17 @@ def resolve_calibration(calibration: CalibrationLike, version: str) -> Calibrati
     return cal
 
 
+def _engine(name: Any) -> Any:
+    """The ``jobs.Engine`` named (InvalidInputError for an unknown one)."""
+    from ctface.jobs import Engine
+
+    try:
+        return Engine(str(name))
+    except ValueError:
+        choices = ", ".join(e.value for e in Engine)
+        raise InvalidInputError(f"unknown engine {name!r} ({choices})") from None
+
+
 def _vector(probe: Probe, model: FaceEmbedder) -> np.ndarray:
     """A probe's template vector; scans are acquired through the quality gate."""
     from ctface.embed.embedder import Template
@@ -482,6 +494,8 @@ class Gallery:
         retry_failed: bool = False,
         record_failures: bool = True,
         on_outcome: Callable[[Outcome, Acquisition | None], None] | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ) -> list[Outcome]:
         """Enroll an archive's studies, each under its patient ID.
 
@@ -498,6 +512,12 @@ class Gallery:
             Record failures in the gallery (by content digest), so a rerun skips them.
         on_outcome : callable, optional
             Called with each scan's outcome as it finishes.
+        engine : {"local", "dask", "ray"}
+            Where the scans are processed: worker processes here, or a Dask or Ray cluster
+            (``address``, else a local one started for the run) whose workers keep the model
+            loaded. A scan whose worker dies is retried once, then recorded as failed.
+        address : str, optional
+            The cluster's scheduler (Dask) or head node (Ray) address.
 
         Returns
         -------
@@ -509,8 +529,11 @@ class Gallery:
         ------
         GalleryError
             The gallery holds another model's templates.
+        InvalidInputError
+            An unknown engine.
         """
-        return self._enroll(list(items), jobs, record_failures, retry_failed, on_outcome)
+        return self._enroll(list(items), jobs, record_failures, retry_failed, on_outcome,
+                            _engine(engine), address)  # fmt: skip
 
     def _enroll(
         self,
@@ -519,11 +542,52 @@ class Gallery:
         record_failures: bool,
         retry_failed: bool,
         on_outcome: Callable[[Outcome, Acquisition | None], None] | None,
+        engine: Any = "local",
+        address: str | None = None,
     ) -> list[Outcome]:
         from ctface.gallery.enroll import enroll
 
         return enroll(self._lazy(), items, self.model, jobs=jobs, on_outcome=on_outcome,
-                      record_failures=record_failures, retry_failed=retry_failed)  # fmt: skip
+                      record_failures=record_failures, retry_failed=retry_failed,
+                      engine=_engine(engine), address=address)  # fmt: skip
+
+    def reconcile(self, *, fmr: float | None = None, all_splits: bool = False) -> Reconciliation:
+        """The gallery's scans checked against their patient IDs: scans filed under the wrong
+        patient (``split``), patients under two IDs (``merge``) and whom the scans without an
+        ID belong to (``unlabeled``), strongest evidence first (``gallery.reconcile``).
+
+        Parameters
+        ----------
+        fmr : float, optional
+            False-match rate per comparison of merges and suggested IDs (default: ten over the
+            number of comparisons, at most 1e-3: at most ten false matches expected).
+        all_splits : bool
+            List the splits whose odd scans match no other patient even where more than 10
+            false ones are expected (a large archive); by default they are only counted.
+
+        Returns
+        -------
+        Reconciliation
+            ``findings``, the thresholds and the expected number of false findings
+            (``levels``), each finding's scans as rows of the gallery's templates
+            (``scan_keys``).
+
+        Raises
+        ------
+        MissingDataError, GalleryError
+            No gallery, an empty one, or another model's.
+        InvalidInputError
+            ``fmr`` not between 0 and 1.
+        """
+        from ctface.gallery.reconcile import reconcile as run
+
+        if fmr is not None and not 0.0 < fmr < 1.0:
+            raise InvalidInputError(f"FMR must be between 0 and 1, got {fmr:g}")
+        db = self.db
+        db.check_model(self.model.version)
+        if db.model_version is None or db.is_empty():
+            raise GalleryError(f"the gallery {self.path} is empty: nothing to reconcile")
+        return run(db.templates(cache=True), self.calibration, fmr, all_splits)
 
     def check(self, fmr: float = DEFAULT_FMR) -> Calibration:
         """Fail now, before any slow work, if a decision at ``fmr`` cannot be made: no

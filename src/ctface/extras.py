@@ -1,5 +1,6 @@
 """Optional parts of ctface, installed as pip extras: ``plot`` (matplotlib: QC pictures and the
-evaluation report's figures) and ``faiss`` (faiss-cpu: approximate search in large galleries).
+evaluation report's figures), ``faiss`` (faiss-cpu: approximate search in large galleries),
+``dask`` and ``ray`` (the distributed engines of ``ctface reconcile``).
 The core imports and runs without them; a feature that needs a missing one says which extra
 to install (MissingDataError), and the gallery search falls back to exact search."""
 
@@ -10,7 +11,8 @@ from types import ModuleType
 
 from ctface.errors import MissingDataError
 
-EXTRAS = {"matplotlib": "plot", "faiss": "faiss"}  # module -> the extra that installs it
+# module -> the extra that installs it
+EXTRAS = {"matplotlib": "plot", "faiss": "faiss", "distributed": "dask", "ray": "ray"}
 
 
 def optional(module: str) -> ModuleType | None:

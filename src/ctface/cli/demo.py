@@ -1,9 +1,11 @@
 """`ctface demo`: the main job end to end on an embedded default (what `make demo` runs).
 
 A small synthetic hospital (8 patients with 2 scans each, half as DICOM series, plus one
-person who was never a patient) is enrolled into a fresh gallery; then a rescan whose DICOM
-PatientID was lost is identified, and so is the stranger, who must come back "not in
-gallery". Decisions use the shipped model and calibration (FMR 1e-3).
+person who was never a patient) is enrolled into a fresh gallery, one scan filed under the
+wrong patient (a planted error); then a rescan whose DICOM PatientID was lost is identified,
+and so is the stranger, who must come back "not in gallery"; last, the gallery is reconciled
+(``ctface reconcile``), which must find the misfiled scan. Decisions use the shipped model and
+calibration.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Hospital:
     cohort: Path
     enroll: list[tuple[Any, str]]  # (ArchiveScan or NIfTI path, patient ID)
     probes: list[tuple[Path, str, str | None]]  # (scan, label, true patient or None)
+    misfiled: tuple[Path, str, str]  # the planted error: (scan, its patient, filed under)
 
 
 @app.command()
@@ -72,9 +75,10 @@ def demo(
         hospital = _make_hospital(out, jobs)
         frontals = _enroll(gallery, hospital, jobs)
         correct = _identify_probes(gallery, hospital, frontals, out, jobs)
+        found = _reconcile(gallery, hospital, frontals, out)
     out_console.print(
-        f"{correct} of {len(hospital.probes)} decisions correct; demo took "
-        f"{time.perf_counter() - t0:.0f} s"
+        f"{correct} of {len(hospital.probes)} decisions correct; the misfiled scan "
+        f"{'found' if found else 'NOT found'}; demo took {time.perf_counter() - t0:.0f} s"
     )
 
 
@@ -109,11 +113,26 @@ def _make_hospital(out: Path, jobs: int) -> Hospital:
     ]  # fmt: skip
     items += [(cohort / r["path"], r["subject_id"]) for r in rows
               if r["format"] == "nifti" and cohort / r["path"] not in skip]  # fmt: skip
+    misfiled = _misfile(items, patients, lost["subject_id"])
     probes = [
         (lost_path, f"rescan {lost['scan_id']}, PatientID lost", lost["subject_id"]),
         (cohort / scans[stranger][0]["path"], f"{stranger}, never enrolled", None),
     ]
-    return Hospital(cohort, items, probes)
+    return Hospital(cohort, items, probes, misfiled)
+
+
+def _misfile(items: list[tuple[Any, str]], patients: list[str], lost: str) -> tuple[Path, str, str]:
+    """The planted error: the last scan (a NIfTI file where there is one) of a patient other
+    than the lost rescan's, filed under another patient (not the lost rescan's either, where
+    there is one), as a clerk might; ``items`` is changed accordingly."""
+    order = sorted(range(len(items)), key=lambda i: (not isinstance(items[i][0], Path), -i))
+    n = next(i for i in order if items[i][1] != lost)
+    src, owner = items[n]
+    others = [p for p in patients if p != owner]
+    filed = next((p for p in others if p != lost), others[0])
+    items[n] = (src, filed)
+    path = src if isinstance(src, Path) else src.series.paths[0].parent  # a DICOM series' folder
+    return path, owner, filed
 
 
 def _enroll(gallery: Any, hospital: Hospital, jobs: int) -> dict[int, Any]:
@@ -167,3 +186,21 @@ def _identify_probes(
         truth_text = truth or "not in gallery"
         out_console.print(f"  truth: {truth_text}; page: {page}", markup=False)
     return correct
+
+
+def _reconcile(gallery: Any, hospital: Hospital, frontals: dict[int, Any], out: Path) -> bool:
+    """Reconcile the gallery (``ctface reconcile --db``); whether the planted error is the
+    split finding it reports first."""
+    from ctface.cli.reconcile import print_findings, reconcile_gallery
+
+    scan, owner, filed = hospital.misfiled
+    out_console.print(f"planted error: {owner}'s scan {scan.name} was enrolled as {filed}; "
+                      f"`ctface reconcile --db {gallery.path} --out {out / 'reconcile'}`:",
+                      markup=False, soft_wrap=True)  # fmt: skip
+    summary, files = reconcile_gallery(
+        gallery, hospital.cohort, out / "reconcile", None, frontals, False
+    )
+    print_findings(summary, files)
+    first = summary["findings"][0] if summary["findings"] else None
+    return bool(first and first["kind"] == "split" and first["suggested_patient_id"] == owner
+                and scan.name in Path(first["scans"][0]["source"]).parts)  # fmt: skip

@@ -35,7 +35,17 @@ def _root(
 
 
 def _register() -> None:
-    from ctface.cli import demo, embed, evaluate, gallery, landmarks, phantom, render, train  # noqa: F401
+    from ctface.cli import (  # noqa: F401
+        demo,
+        embed,
+        evaluate,
+        gallery,
+        landmarks,
+        phantom,
+        reconcile,
+        render,
+        train,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ from ctface.gallery.acquire import Acquisition, acquire
 from ctface.gallery.records import Outcome, Status
 from ctface.gallery.store import GalleryDatabase
 from ctface.ingest.archive import ArchiveScan
-from ctface.jobs import map_jobs
+from ctface.jobs import Engine, WorkerLost, run_tasks
 from ctface.model_files import set_inference_threads
 
 Source = str | Path | ArchiveScan
@@ -128,8 +128,11 @@ def enroll(
     record_failures: bool = False,
     retry_failed: bool = False,
     on_outcome: Callable[[Outcome, Acquisition | None], None] | None = None,
+    engine: Engine = Engine.LOCAL,
+    address: str | None = None,
 ) -> list[Outcome]:
-    """Enroll ``items`` (source, patient ID); returns one outcome per item, in order."""
+    """Enroll ``items`` (source, patient ID); returns one outcome per item, in order. Scans are
+    acquired on ``engine`` (``acquire_many``) and written here as each finishes."""
     if db.existing is not None:
         db.existing.check_model(model.version)
     outcomes: dict[int, Outcome] = {}
@@ -149,10 +152,8 @@ def enroll(
         if on_outcome:
             on_outcome(known, None)
 
-    pending = iter(todo)
-
-    def write(result: AcquireResult) -> None:
-        n, src, pid, digest = next(pending)
+    def write(index: int, result: AcquireResult) -> None:
+        n, src, pid, digest = todo[index]
         acq, code, reason, secs = result
         if acq is None:
             out = Outcome(label(src), pid, Status.FAILED, code=code, reason=reason, seconds=secs)
@@ -178,7 +179,8 @@ def enroll(
         if on_outcome:
             on_outcome(out, acq)
 
-    acquire_many([src for _, src, _, _ in todo], model, jobs, write)
+    acquire_many([src for _, src, _, _ in todo], model, jobs, write, engine=engine,
+                 address=address)  # fmt: skip
     return [outcomes[n] for n in range(len(items))]
 
 
@@ -186,13 +188,33 @@ def acquire_many(
     sources: Sequence[Source],
     model: FaceEmbedder,
     jobs: int = 1,
-    progress: Callable[[AcquireResult], None] | None = None,
+    progress: Callable[[int, AcquireResult], None] | None = None,
+    *,
+    engine: Engine = Engine.LOCAL,
+    address: str | None = None,
 ) -> list[AcquireResult]:
-    """``acquire_job`` over ``sources``, in order: in ``jobs`` worker processes, each reading
-    the model once from its weights file with its share of the CPUs, or in this process (one
-    job, one scan, or a model without a file: never another model in its place)."""
+    """``acquire_job`` over ``sources`` on ``engine`` (``jobs.run_tasks``); ``progress(index,
+    result)`` as each finishes; the results in order. Locally: in ``jobs`` worker processes,
+    each reading the model once from its weights file with its share of the CPUs, or in this
+    process (one job, one scan, or a model without a file: never another model in its place).
+    On Dask or Ray each worker reads the weights file once and keeps the model loaded (the file
+    must be at the same path on the workers: the shipped model is, where ctface is installed).
+    A scan whose worker died twice is a failure (``error``)."""
+    distributed = engine != Engine.LOCAL
+    if distributed and model.path is None:
+        raise InvalidInputError(f"the {engine} engine needs the model as a weights file")
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    in_process = jobs <= 1 or len(sources) <= 1 or model.path is None
+    in_process = not distributed and (jobs <= 1 or len(sources) <= 1 or model.path is None)
     ref: FaceEmbedder | str = model if in_process else str(model.path)
-    args = [(src, ref, threads) for src in sources]
-    return map_jobs(acquire_job, args, 1 if in_process else jobs, progress)
+    results: list[AcquireResult | None] = [None] * len(sources)
+
+    def keep(index: int, result: AcquireResult | WorkerLost) -> None:
+        if isinstance(result, WorkerLost):
+            result = (None, FailureCode.ERROR, str(result), 0.0)
+        results[index] = result
+        if progress:
+            progress(index, result)
+
+    run_tasks(acquire_job, [(src, ref, threads) for src in sources], keep, engine=engine,
+              jobs=1 if in_process else jobs, address=address)  # fmt: skip
+    return [r for r in results if r is not None]

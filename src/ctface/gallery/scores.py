@@ -4,10 +4,13 @@ calibration decide with it; the evaluation harness measures with the same functi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy.special import betaincinv  # scipy.stats' beta.ppf; scipy.stats takes 0.5 s to import
+from scipy.special import betaincinv, ndtr, ndtri  # scipy.stats takes 0.5 s to import
 
 FMR_POINTS = (1e-2, 1e-3, 1e-4)
+TAIL_FROM = 0.99  # impostor quantile beyond which ``ImpostorTail`` extrapolates
 
 
 def threshold_at_rate(impostor_sorted: np.ndarray, rate: float) -> float:
@@ -44,3 +47,38 @@ def pair_scores(templates: np.ndarray, subject: np.ndarray) -> tuple[np.ndarray,
     i, j = np.triu_indices(len(subject), k=1)
     same = subject[i] == subject[j]
     return np.sort(sim[i, j][same]), np.sort(sim[i, j][~same])
+
+
+@dataclass(frozen=True)
+class ImpostorTail:
+    """How often impostor pairs reach a score, beyond what was measured: the measured share up
+    to the impostor scores' 99th percentile, beyond it a normal fitted to their upper half
+    (centre the median, spread (99th percentile - median) / z(0.99)). Used where rates far below
+    1 / (measured pairs) are needed: excluding outliers from a site calibration, thresholds for
+    the billions of comparisons of an archive."""
+
+    impostor: np.ndarray  # sorted ascending
+    median: float
+    spread: float
+
+    @classmethod
+    def fit(cls, impostor: np.ndarray) -> ImpostorTail:
+        scores = np.sort(np.asarray(impostor, np.float64))
+        med, q = np.quantile(scores, [0.5, TAIL_FROM])
+        spread = max(float(q - med), 1e-6) / float(ndtri(TAIL_FROM))
+        return cls(scores, float(med), spread)
+
+    def rate(self, score: float | np.ndarray) -> np.ndarray:
+        """Share of impostor pairs scoring ``score`` or more (measured, or the fitted tail)."""
+        s = np.asarray(score, np.float64)
+        n = len(self.impostor)
+        measured = (n - np.searchsorted(self.impostor, s, side="left")) / n
+        fitted = ndtr(-(s - self.median) / self.spread)
+        tail = s > self.median + self.spread * float(ndtri(TAIL_FROM))
+        return np.where(tail, fitted, measured)
+
+    def threshold(self, rate: float) -> float:
+        """The score that a share ``rate`` of impostor pairs reach."""
+        if rate >= 1.0 - TAIL_FROM:
+            return threshold_at_rate(self.impostor, rate)
+        return float(self.median - self.spread * float(ndtri(rate)))

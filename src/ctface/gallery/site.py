@@ -52,11 +52,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from ctface.errors import GalleryError
 from ctface.gallery.calibration import Calibration
-from ctface.gallery.scores import FMR_POINTS, clopper_pearson
+from ctface.gallery.scores import FMR_POINTS, ImpostorTail, clopper_pearson
 from ctface.gallery.store import GalleryTemplates
 
 MIN_REPEAT_PATIENTS = 10  # patients with 2+ scans; 10 x 2 scans: 10 genuine, 180 impostor pairs
@@ -224,11 +224,9 @@ def scores(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 16384
 
 def impostor_cutoff(impostor: np.ndarray, tested: int, alpha: float = ALPHA) -> float:
     """Score that ``alpha`` of ``tested`` impostor pairs reach under a normal fitted to the
-    upper half of ``impostor``: centre the median, spread (99th percentile - median) / z(0.99)
-    (step 2 of the module docstring)."""
-    med, q99 = np.quantile(impostor, [0.5, 0.99])
-    spread = max(float(q99 - med), 1e-6) / float(norm.isf(0.01))
-    return float(med + spread * norm.isf(alpha / max(tested, 1)))
+    upper half of ``impostor`` (``ImpostorTail``; step 2 of the module docstring)."""
+    tail = ImpostorTail.fit(impostor)
+    return float(tail.median + tail.spread * -float(ndtri(alpha / max(tested, 1))))
 
 
 def stranger_scans(gen: Pairs, trimmed: np.ndarray, n: int) -> np.ndarray:

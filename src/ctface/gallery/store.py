@@ -218,6 +218,17 @@ class GalleryDatabase:
         hit = row.fetchone()
         return None if hit is None else str(hit[0])
 
+    def known_series(self, retry_failed: bool = False) -> set[str]:
+        """Series UIDs enrolled, and (unless ``retry_failed``) those that failed before (from
+        the failure's source label ``<patient>/<series UID>``): an archive rerun skips them
+        without reading their files."""
+        rows = self._db.execute("SELECT series_uid FROM scans WHERE series_uid IS NOT NULL")
+        known = {str(r[0]) for r in rows}
+        if not retry_failed:
+            known |= {str(r[0]).rsplit("/", 1)[-1] for r in self._db.execute(
+                "SELECT source FROM failures")}  # fmt: skip
+        return known
+
     def failure(self, digest: str) -> tuple[str, str] | None:
         row = self._db.execute("SELECT code, reason FROM failures WHERE digest = ?", (digest,))
         hit = row.fetchone()

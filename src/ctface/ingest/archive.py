@@ -46,8 +46,11 @@ class ArchiveScan:
         return source_digest(self.series.paths)
 
 
-def list_archive(folder: Path) -> tuple[list[ArchiveScan], list[tuple[str, str]]]:
-    """Scans of ``folder`` (sorted by PatientID, study) and the skipped items (what, why)."""
+def list_archive(
+    folder: Path, *, unlabeled: bool = False
+) -> tuple[list[ArchiveScan], list[tuple[str, str]]]:
+    """Scans of ``folder`` (sorted by PatientID, study) and the skipped items (what, why).
+    ``unlabeled``: studies without a PatientID are scans too (patient ID ""), not skipped."""
     if not folder.is_dir():
         raise InvalidInputError(f"{folder} is not a folder (--from-dicom-tags reads a folder).")
     series, n_files, broken = scan_folder(folder)
@@ -57,7 +60,7 @@ def list_archive(folder: Path) -> tuple[list[ArchiveScan], list[tuple[str, str]]
     studies: dict[tuple[str, str], list[Series]] = {}
     for s in series:
         pid = str(s.first.get("PatientID", "")).strip()
-        if not pid:
+        if not pid and not unlabeled:
             skipped.append((f"series {s.uid}", "no PatientID tag (enroll it with --patient-id)"))
             continue
         studies.setdefault((pid, str(s.first.get("StudyInstanceUID", ""))), []).append(s)

@@ -1,0 +1,244 @@
+"""`ctface reconcile`: every scan of an archive checked against its PatientID -- scans filed
+under the wrong patient, patients under two IDs, scans without an ID -- as a worklist
+(findings.json, findings.csv, report.html). Nothing in the archive is modified."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from ctface.cli.common import out_console, progress_bar
+from ctface.cli.main import app, err
+from ctface.errors import InvalidInputError
+
+KEEP_FRONTALS = 20_000
+
+
+@app.command()
+def reconcile(
+    archive: Path | None = typer.Argument(
+        None,
+        help="A DICOM archive folder (one CT per study, by its PatientID tag); "
+        "leave out to reconcile the gallery --db as it is.",
+    ),  # fmt: skip
+    out: Path = typer.Option(..., "--out", help="Folder for findings.json/.csv, report.html."),
+    db: Path | None = typer.Option(
+        None,
+        "--db",
+        help="Gallery of the archive's templates (default OUT/archive.db): "
+        "a second run processes only new scans.",
+    ),  # fmt: skip
+    fmr: float | None = typer.Option(
+        None,
+        "--fmr",
+        help="False-match rate per comparison for merges and suggested IDs "
+        "(default: 10 / comparisons, at most 1e-3: <= 10 false matches in the archive).",
+    ),
+    engine: str = typer.Option("local", "--engine", help="local (process pool), dask or ray."),
+    address: str | None = typer.Option(
+        None, "--address", help="Dask scheduler / Ray head address (default: a local cluster)."
+    ),
+    jobs: int = typer.Option(2, "--jobs", min=1, help="Worker processes (or cluster actors)."),
+    weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry earlier failures."),
+    all_splits: bool = typer.Option(
+        False,
+        "--all-splits",
+        help="List splits matching no other patient even where more "
+        "than 10 false ones are expected (large archives).",
+    ),  # fmt: skip
+    json_out: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+) -> None:
+    """Find the scans filed under the wrong patient (split), patients under two IDs (merge)
+    and whom the scans without an ID belong to (unlabeled), ranked by evidence."""
+    from ctface.api import Gallery, _engine
+
+    if archive is None and db is None:
+        raise InvalidInputError("give an ARCHIVE folder, or --db GALLERY to reconcile a gallery")
+    if archive is not None and not archive.is_dir():
+        raise InvalidInputError(f"{archive} is not a folder (ARCHIVE is a DICOM folder tree)")
+    if fmr is not None and not 0.0 < fmr < 1.0:
+        raise InvalidInputError(f"--fmr must be between 0 and 1, got {fmr:g}")
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {out} exists and is not a folder")
+    engine_kind = _engine(engine)
+    t0 = time.perf_counter()
+    with Gallery.open(db or out / "archive.db", model=weights) as gallery:
+        gallery.calibration.threshold(1e-3)  # model, calibration: before the slow work
+        frontals: dict[int, Any] = {}  # this run's scans' report images, by scan key
+        if archive is not None:
+            _update(gallery, archive, jobs, engine_kind, address, retry_failed, json_out,
+                    frontals)  # fmt: skip
+        summary, files = reconcile_gallery(
+            gallery, archive, out, fmr, frontals, json_out, all_splits, jobs
+        )
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    if json_out:
+        print(json.dumps({**summary, "outputs": files}, indent=1))
+        return
+    print_findings(summary, files)
+
+
+def reconcile_gallery(
+    gallery: Any,
+    archive: Path | None,
+    out: Path,
+    fmr: float | None,
+    frontals: dict[int, Any],
+    quiet: bool,
+    all_splits: bool = False,
+    jobs: int = 1,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Reconcile the gallery and write the three files (``frontals``: report images at hand,
+    by scan key); the summary (what --json prints) and the files written."""
+    result = gallery.reconcile(fmr=fmr, all_splits=all_splits)
+    summary = _summary(gallery, result, archive, gallery.model.version)
+    return summary, _write(gallery, summary, out, frontals, quiet, jobs)
+
+
+def _update(gallery: Any, archive: Path, jobs: int, engine: Any, address: str | None,
+            retry_failed: bool, quiet: bool, frontals: dict[int, Any]) -> None:  # fmt: skip
+    """Enroll the archive's new scans (by series UID; earlier failures skipped), each under
+    its PatientID or as unlabeled; keep their frontal images for the report (up to
+    ``KEEP_FRONTALS`` scans: 64 kB each)."""
+    from ctface.gallery.reconcile import archive_patient_id
+    from ctface.ingest.archive import list_archive
+
+    found, skipped = list_archive(archive, unlabeled=True)
+    known = gallery.db.known_series(retry_failed) if gallery.path.exists() else set()
+    todo = [(s, archive_patient_id(s.patient_id, s.study_uid)) for s in found
+            if s.series.uid not in known]  # fmt: skip
+    if not quiet:
+        err.print(f"{archive}: {len(found)} scans, {len(found) - len(todo)} done in an earlier "
+                  f"run, {len(todo)} to process on {engine} ({jobs} workers)",
+                  highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+        for item, why in skipped:
+            err.print(f"not a scan: {item}: {why}", highlight=False, markup=False, soft_wrap=True)
+    with progress_bar(quiet) as bar:
+        task = bar.add_task("templates", total=len(todo), info="")
+
+        def show(o: Any, acq: Any) -> None:
+            if acq is not None and o.scan_key is not None and len(todo) <= KEEP_FRONTALS:
+                frontals[o.scan_key] = acq.frontal
+            bar.advance(task)
+            bar.update(task, info=f"{o.patient_id}: {o.status}")
+
+        gallery.enroll_archive(todo, jobs=jobs, retry_failed=retry_failed, on_outcome=show,
+                               engine=engine, address=address)  # fmt: skip
+
+
+def _summary(gallery: Any, result: Any, archive: Path | None, version: str) -> dict[str, Any]:
+    from ctface.gallery.reconcile_report import findings_json
+
+    keys = sorted({int(result.scan_keys[s.row]) for f in result.findings for s in f.scans})
+    stored = {s.scan_key: s for s in gallery.db.scans(scan_keys=keys)} if keys else {}
+    return {
+        "archive": str(archive) if archive is not None else str(gallery.path),
+        "db": str(gallery.path),
+        "model_version": version,
+        "scans": len(result.patient_ids),
+        "patients": result.patients,
+        "unlabeled": result.unlabeled,
+        "failed_to_acquire": len(gallery.db.failures()),
+        "expected_false_findings": round(result.expected_false_findings, 3),
+        "levels": result.levels.to_json(),
+        "calibration": gallery.calibration.label,
+        "findings": findings_json(result, stored, archive),
+    }
+
+
+def _write(gallery: Any, summary: dict[str, Any], out: Path, frontals: dict[int, Any],
+           quiet: bool, jobs: int) -> dict[str, str]:  # fmt: skip
+    """The three files; the report's images from this run, from ``OUT/images/`` (an earlier
+    run's, by the scan's content digest), else rendered again from the scans' sources in
+    ``jobs`` processes."""
+    from ctface.gallery.acquire import frontal_from_source
+    from ctface.gallery.reconcile_report import MAX_PICTURED, write_outputs
+    from ctface.jobs import run_tasks
+
+    pictured = {s["scan_key"] for f in summary["findings"][:MAX_PICTURED] for s in f["scans"]}
+    records = {s.scan_key: s.record for s in gallery.db.scans(scan_keys=sorted(pictured))}
+    folder = out / "images"
+    images = {k: frontals.get(k) for k in records}
+    for key, rec in records.items():
+        if images[key] is None and (folder / f"{rec.digest}.png").is_file():
+            images[key] = _read_png(folder / f"{rec.digest}.png")
+    missing = [k for k in records if images[k] is None]
+    with progress_bar(quiet or not missing) as bar:
+        task = bar.add_task("report images", total=len(missing), info="")
+
+        def keep(i: int, image: Any) -> None:
+            images[missing[i]] = None if isinstance(image, Exception) else image
+            bar.advance(task)
+
+        run_tasks(frontal_from_source, [(records[k],) for k in missing], keep,
+                  jobs=min(jobs, len(missing)))  # fmt: skip
+    for key, rec in records.items():
+        if images[key] is not None and rec.digest:
+            _write_png(folder / f"{rec.digest}.png", images[key])
+    return write_outputs(out, summary, images.get)
+
+
+def _read_png(path: Path) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"))
+
+
+def _write_png(path: Path, image: Any) -> None:
+    from PIL import Image
+
+    from ctface.files import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            Image.fromarray(image).save(tmp, "png")
+
+
+def print_findings(summary: dict[str, Any], files: dict[str, str]) -> None:
+    """The findings as a table, the thresholds and where the report is."""
+    from rich.table import Table
+
+    lv = summary["levels"]
+    n = len(summary["findings"])
+    table = Table(title=f"{n} finding{'' if n == 1 else 's'}, strongest evidence first")
+    for col in ("#", "kind", "patient IDs", "suggested", "score", "evidence", "odd / unlabeled"):
+        table.add_column(col, overflow="fold")
+    for n, f in enumerate(summary["findings"][:30], 1):
+        odd = [s for s in f["scans"] if s["role"] in ("odd one out", "no patient ID",
+                                                       "does not match the other")]  # fmt: skip
+        table.add_row(
+            str(n),
+            f["kind"],
+            escape(", ".join(f["patient_ids"]) or "-"),
+            escape(f["suggested_patient_id"] or "-"),
+            f"{f['score']:.3f}",
+            f"{f['evidence']:.1f}",
+            escape("; ".join(s["source"] for s in odd)),
+        )
+    out_console.print(table)
+    out_console.print(
+        f"{summary['scans']} scans, {summary['patients']} patient IDs, {summary['unlabeled']} "
+        f"without an ID, {summary['failed_to_acquire']} failed to acquire; link >= "
+        f"{lv['link_threshold']:.3f}, match >= {lv['match_threshold']:.3f} (FMR {lv['fmr']:.2g}"
+        f" x {lv['comparisons']:,} comparisons); expected false findings "
+        f"{summary['expected_false_findings']:.2f}"
+        + (
+            f"; {lv['unmatched_splits_hidden']} splits matching no other patient not listed "
+            "(over 10 false ones expected at this size: --all-splits lists them)"
+            if lv["unmatched_splits_hidden"]
+            else ""
+        )
+        + f"\nreport: {files['html']}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,148 @@
+"""A reconciliation's outputs: ``findings.json`` (what ``ctface reconcile --json`` prints),
+``findings.csv`` (one row per scan of each finding) and ``report.html`` (each finding with the
+frontal depth images of its scans side by side, scores, and what to check). Every scan carries
+its series UID and source (relative to the archive folder when it is inside it)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctface.files import write_text_atomic
+from ctface.gallery.reconcile import Reconciliation, is_unlabeled
+from ctface.gallery.report import STYLE, png_data_uri
+from ctface.gallery.store import StoredScan
+
+CARD_STYLE = ".card{width:200px}.card small{word-break:break-all;color:#555}h2{margin-top:1.5em}"
+MAX_PICTURED = 100  # findings shown with images in the HTML report (all are listed)
+CSV_COLUMNS = ("rank", "kind", "score", "evidence", "patient_ids", "suggested_patient_id",
+               "role", "patient_id", "series_uid", "study_uid", "source", "check")  # fmt: skip
+
+
+def _source(path: str, root: Path | None) -> str:
+    if root is not None and Path(path).is_relative_to(root.resolve()):
+        return str(Path(path).relative_to(root.resolve()))
+    return path
+
+
+def findings_json(
+    result: Reconciliation, stored: dict[int, StoredScan], root: Path | None
+) -> list[dict[str, Any]]:
+    """The findings as JSON-ready data, strongest evidence first."""
+    out = []
+    for f in result.findings:
+        scans = []
+        for s in f.scans:
+            rec = stored[int(result.scan_keys[s.row])]
+            r = rec.record
+            filed = "" if is_unlabeled(rec.patient_id) else rec.patient_id
+            scans.append({"role": str(s.role), "patient_id": filed,
+                          "dicom_patient_id": r.dicom_patient_id, "series_uid": r.series_uid,
+                          "study_uid": r.study_uid, "source": _source(r.source, root),
+                          "scan_key": rec.scan_key})  # fmt: skip
+        out.append({"kind": str(f.kind), "score": round(f.score, 5),
+                    "evidence": round(f.evidence, 3), "patient_ids": list(f.patient_ids),
+                    "suggested_patient_id": f.suggested_patient_id,
+                    "best_other_score": None if f.match_score is None
+                    else round(f.match_score, 5), "check": f.check, "scans": scans})  # fmt: skip
+    return out
+
+
+def findings_csv(findings: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for n, f in enumerate(findings, 1):
+        for s in f["scans"]:
+            w.writerow(
+                [
+                    n,
+                    f["kind"],
+                    f["score"],
+                    f["evidence"],
+                    ";".join(f["patient_ids"]),
+                    f["suggested_patient_id"] or "",
+                    s["role"],
+                    s["patient_id"],
+                    s["series_uid"] or "",
+                    s["study_uid"] or "",
+                    s["source"],
+                    f["check"],
+                ]
+            )
+    return buf.getvalue()
+
+
+def _card(scan: dict[str, Any], image: np.ndarray | None) -> str:
+    img = (f'<img src="{png_data_uri(image)}" alt="frontal face depth image">'
+           if image is not None else
+           '<div style="width:192px;height:192px;border:3px dashed #ccc">source not readable'
+           "</div>")  # fmt: skip
+    who = html.escape(scan["patient_id"] or "(no PatientID)")
+    series = f"series {html.escape(scan['series_uid'])}<br>" if scan["series_uid"] else ""
+    return (f'<div class="card"><b>{html.escape(scan["role"])}</b><br>{img}<br>{who}<br>'
+            f"<small>{series}"
+            f'{html.escape(scan["source"])}</small></div>')  # fmt: skip
+
+
+def report_html(
+    path: Path,
+    summary: dict[str, Any],
+    findings: list[dict[str, Any]],
+    image: Callable[[int], np.ndarray | None],
+) -> None:
+    """Write the report (atomically); ``image(scan_key)``: a scan's frontal depth image."""
+    lv = summary["levels"]
+    head = (f"<p>{summary['scans']} scans of {summary['patients']} patient IDs, "
+            f"{summary['unlabeled']} without an ID, {summary['failed_to_acquire']} failed to "
+            f"acquire. <b>{len(findings)} findings</b>; expected false findings at these "
+            f"thresholds: {summary['expected_false_findings']:.2f} "
+            f"({lv['expected_false_splits']:.2f} splits, {lv['expected_false_matches']:.2f} "
+            f"merges or suggestions).</p><p>Scans of one ID are linked at score >= "
+            f"{lv['link_threshold']:.3f} (impostor pairs reach it 1 % of the time); merges and "
+            f"suggested IDs need >= {lv['match_threshold']:.3f} (false-match rate "
+            f"{lv['fmr']:.2g} per comparison, {lv['comparisons']:,} comparisons; impostor "
+            f"tail: {html.escape(lv['impostor_tail'])}). Nothing in the archive was changed: "
+            "this is a worklist.</p>")  # fmt: skip
+    parts = []
+    for n, f in enumerate(findings, 1):
+        pictured = n <= MAX_PICTURED
+        cards = "".join(_card(s, image(s["scan_key"]) if pictured else None) for s in f["scans"])
+        suggested = f["suggested_patient_id"]
+        parts.append(
+            f"<h2>{n}. {f['kind']}: {html.escape(', '.join(f['patient_ids']) or '(no ID)')}</h2>"
+            f"<p>score {f['score']:.3f}; evidence {f['evidence']:.1f} (-log10 p)"
+            + (f"; suggested patient <b>{html.escape(suggested)}</b>" if suggested else "")
+            + f". <b>Check:</b> {html.escape(f['check'])}</p><div class='row'>{cards}</div>"
+        )  # fmt: skip
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>ctface reconcile: "
+        f"{html.escape(summary['archive'])}</title><style>{STYLE}</style></head><body>"
+        f"<h1>Reconciliation of {html.escape(summary['archive'])}</h1>{head}"
+        f"{''.join(parts) or '<p>No findings.</p>'}<p>Images: frontal face depth "
+        "(brighter = nearer), rendered again from each scan's source.</p></body></html>"
+    )
+    write_text_atomic(path, page)
+
+
+def write_outputs(
+    out: Path,
+    summary: dict[str, Any],
+    image: Callable[[int], np.ndarray | None],
+) -> dict[str, str]:
+    """``findings.json``, ``findings.csv``, ``report.html`` in ``out``; their paths."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "findings.json", "csv": out / "findings.csv",
+             "html": out / "report.html"}  # fmt: skip
+    write_text_atomic(files["json"], json.dumps(summary, indent=1))
+    write_text_atomic(files["csv"], findings_csv(summary["findings"]))
+    report_html(files["html"], summary, summary["findings"], image)
+    return {k: str(v) for k, v in files.items()}
