@@ -557,8 +557,8 @@ def check_tiles_match() -> bool:
     tiles = pair_tiles(len(vec))
     some, _ = sampled_tiles(len(vec), 0.5)
     rest = [t for t in tiles if t not in some]
-    merged = sorted(pairs_above(vec, 0.2, some) + pairs_above(vec, 0.2, rest), key=lambda h: -h[2])
-    return merged == all_pairs_above(vec, 0.2)
+    merged = pairs_above(vec, 0.2, some) + pairs_above(vec, 0.2, rest)
+    return set(merged) == set(all_pairs_above(vec, 0.2))  # the order of equal scores may differ
 
 
 def engines_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:

@@ -61,6 +61,13 @@ class Engine(StrEnum):
     RAY = "ray"
 
 
+def check_engine(engine: Engine) -> None:
+    """MissingDataError naming the extra to install when ``engine``'s package is missing (before
+    any work)."""
+    if engine != Engine.LOCAL:
+        require("distributed" if engine == Engine.DASK else "ray", f"--engine {engine}")
+
+
 class WorkerLost(Exception):
     """A task whose worker process died twice while running it (it was retried once)."""
 
@@ -107,8 +114,11 @@ def _run_pool(
             flight: dict[Future[T], int] = {}
             while todo or flight:
                 while todo and len(flight) < jobs and not suspects:
-                    i = todo.pop()
-                    flight[pool.submit(fn, *args[i])] = i
+                    try:
+                        flight[pool.submit(fn, *args[todo[-1]])] = todo[-1]
+                    except BrokenProcessPool:  # a worker died since the last result
+                        break
+                    todo.pop()
                 if not flight:
                     break
                 done, _ = wait(flight, return_when=FIRST_COMPLETED)

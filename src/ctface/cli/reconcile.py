@@ -57,6 +57,7 @@ def reconcile(
     """Find the scans filed under the wrong patient (split), patients under two IDs (merge)
     and whom the scans without an ID belong to (unlabeled), ranked by evidence."""
     from ctface.api import Gallery, _engine
+    from ctface.jobs import check_engine
 
     if archive is None and db is None:
         raise InvalidInputError("give an ARCHIVE folder, or --db GALLERY to reconcile a gallery")
@@ -68,8 +69,12 @@ def reconcile(
         raise InvalidInputError(f"--out {out} exists and is not a folder")
     engine_kind = _engine(engine)
     t0 = time.perf_counter()
+    check_engine(engine_kind)
     with Gallery.open(db or out / "archive.db", model=weights) as gallery:
         gallery.calibration.threshold(1e-3)  # model, calibration: before the slow work
+        if gallery.path.exists():
+            gallery.db.check_model(gallery.model.version)
+        _check_writable(out)
         frontals: dict[int, Any] = {}  # this run's scans' report images, by scan key
         if archive is not None:
             _update(gallery, archive, jobs, engine_kind, address, retry_failed, json_out,
@@ -99,6 +104,20 @@ def reconcile_gallery(
     result = gallery.reconcile(fmr=fmr, all_splits=all_splits)
     summary = _summary(gallery, result, archive, gallery.model.version)
     return summary, _write(gallery, summary, out, frontals, quiet, jobs)
+
+
+def _check_writable(out: Path) -> None:
+    """OutputError now, not after the archive's templates, when ``out`` cannot be written."""
+    from ctface.errors import OutputError
+    from ctface.files import write_text_atomic
+
+    probe = out / ".ctface-write-test"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(probe, "")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write to --out {out}: {e}") from e
 
 
 def _update(gallery: Any, archive: Path, jobs: int, engine: Any, address: str | None,

@@ -28,11 +28,15 @@ Three steps, each a test with its own threshold and its own expected number of f
 ``match`` is set at the false-match rate ``fmr`` per comparison; by default (``fmr`` None)
 ``EXPECTED_FALSE_MATCHES / comparisons``, at most ``DEFAULT_FMR``: at most ten false merges or
 suggestions expected in the whole archive, however large (a list a person can review). Rates
-that low are beyond any measured impostor pairs: they come from the ``ImpostorTail`` of the
-archive's own patient pairs (a random sample of up to
-``site.MAX_IMPOSTOR_PAIRS``; wrong IDs are too few to move its median and 99th percentile),
-or of the calibration's impostor pairs when the archive has fewer than ``MIN_ARCHIVE_PAIRS``.
-Expected false findings = false splits + comparisons x rate(match).
+that low are beyond any measured impostor pairs: they come from ``ImpostorTail``s of the
+archive's own pairs of different IDs (a random sample of up to ``site.MAX_IMPOSTOR_PAIRS``;
+wrong IDs are too few to move their median and 99th percentile), one per kind of comparison:
+scan with scan (``link``), patient mean with patient mean (``match``: merges), scan with patient
+mean (``suggest``: odd and unlabeled scans) -- means of several scans lose their noise but not
+what two people share, so they reach high scores more often than single scans. An archive with
+fewer than ``MIN_ARCHIVE_PAIRS`` patient pairs uses the calibration's single-scan pairs for all
+three. Expected false findings = false splits + patient pairs x rate(match) + scan-patient
+comparisons x rate(suggest).
 
 Findings are ranked by evidence: -log10 of the chance the scores would be seen without the
 error (the genuine share below a split's score, times the impostor rate of its suggested match;
@@ -53,7 +57,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ctface.gallery.calibration import DEFAULT_FMR, Calibration
 from ctface.gallery.scores import ImpostorTail
-from ctface.gallery.site import different_id_pairs, scores
+from ctface.gallery.site import different_id_pairs
 from ctface.gallery.store import GalleryTemplates
 
 UNLABELED_PREFIX = "unlabeled:"  # gallery ID of a scan without a PatientID: + its study UID
@@ -119,8 +123,9 @@ class Levels:
     """The thresholds and what each test expects to find falsely."""
 
     link: float
-    match: float
-    fmr: float  # per comparison, at ``match``
+    match: float  # merges: two patients' mean templates
+    suggest: float  # suggestions: a scan (odd or unlabeled) and a patient's mean template
+    fmr: float  # per comparison, at ``match`` and ``suggest``
     tail_source: str  # "archive" or the calibration's label
     split_tests: int  # IDs with 2+ scans
     comparisons: int  # patient pairs + (unlabeled and odd scans) x patients
@@ -130,11 +135,22 @@ class Levels:
 
     def to_json(self) -> dict[str, Any]:
         return {"link_threshold": round(self.link, 5), "match_threshold": round(self.match, 5),
+                "suggest_threshold": round(self.suggest, 5),
                 "fmr": float(f"{self.fmr:.3g}"), "impostor_tail": self.tail_source,
                 "split_tests": self.split_tests, "comparisons": self.comparisons,
                 "expected_false_splits": round(self.expected_false_splits, 3),
                 "expected_false_matches": round(self.expected_false_matches, 3),
                 "unmatched_splits_hidden": self.unmatched_splits_hidden}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Tails:
+    """Impostor tails of the three kinds of comparison (module docstring)."""
+
+    scan: ImpostorTail  # scan with scan: the link threshold
+    merge: ImpostorTail  # patient mean with patient mean
+    suggest: ImpostorTail  # scan with patient mean
+    source: str
 
 
 @dataclass(frozen=True)
@@ -181,42 +197,62 @@ def reconcile(
     for i, p in enumerate(ids):
         if not is_unlabeled(p):
             by_id.setdefault(p, []).append(i)
-    tail, source = _impostor_tail(vec, [r[0] for r in by_id.values()], calibration)
-    link = tail.threshold(LINK_RATE)
+    first = np.array([r[0] for _, r in sorted(by_id.items())], np.int64)
+    archive_tail = len(first) * (len(first) - 1) // 2 >= MIN_ARCHIVE_PAIRS
+    scan_tail = _archive_tail(vec[first], vec[first]) if archive_tail else None
+    link = (scan_tail or ImpostorTail.fit(calibration.impostor)).threshold(LINK_RATE)
     patients = [_split(p, np.array(r, np.int64), vec, link) for p, r in sorted(by_id.items())]
+    tails = _tails(vec, _centroids(patients, vec), calibration, scan_tail)
     odd_scans = sum(len(p.groups[k]) for p in patients for k in p.odd)
     m = len(patients)
-    comparisons = m * (m - 1) // 2 + (odd_scans + len(unlabeled)) * m
+    pairs, probes = m * (m - 1) // 2, (odd_scans + len(unlabeled)) * m
+    comparisons = pairs + probes
     rate = (
         fmr if fmr is not None else min(DEFAULT_FMR, EXPECTED_FALSE_MATCHES / max(comparisons, 1))
     )
-    match = tail.threshold(rate)
-    _resolve_undecided(patients, vec, _centroids(patients, vec), match)
+    match, suggest = tails.merge.threshold(rate), tails.suggest.threshold(rate)
+    _resolve_undecided(patients, vec, _centroids(patients, vec), suggest)
     c = _centroids(patients, vec)
     multi = [sum(map(len, p.groups)) for p in patients if sum(map(len, p.groups)) > 1]
     false_splits = float(sum(multi) * genuine_below(calibration, link) / 2)
-    splits = _splits(patients, vec, c, calibration, tail, match)
+    splits = _splits(patients, vec, c, calibration, tails.suggest, suggest)
     hidden = []
     if false_splits > MAX_FALSE_UNMATCHED and not all_splits:
         hidden = [f for f in splits if f.suggested_patient_id is None]
         splits, false_splits = [f for f in splits if f.suggested_patient_id is not None], 0.0
-    levels = Levels(link, match, rate, source, len(multi), comparisons, false_splits,
-                    comparisons * float(tail.rate(match)), len(hidden))  # fmt: skip
-    findings = splits + _merges(c, match, tail) + _unlabeled(unlabeled, vec, c, tail, match)
+    false_matches = (pairs * float(tails.merge.rate(match))
+                     + probes * float(tails.suggest.rate(suggest)))  # fmt: skip
+    levels = Levels(link, match, suggest, rate, tails.source, len(multi), comparisons,
+                    false_splits, false_matches, len(hidden))  # fmt: skip
+    findings = (splits + _merges(c, match, tails.merge)
+                + _unlabeled(unlabeled, vec, c, tails.suggest, suggest))  # fmt: skip
     findings.sort(key=lambda f: (-f.evidence, f.kind, f.patient_ids))
     return Reconciliation(findings, levels, ids, np.asarray(t.scan_keys), m, len(unlabeled))
 
 
-def _impostor_tail(
-    vec: np.ndarray, first_rows: list[int], calibration: Calibration
-) -> tuple[ImpostorTail, str]:
-    """The archive's own impostor tail from its patients' first scans (one scan per ID: the
-    pairs are of different IDs, almost all different people), else the calibration's."""
-    first = np.array(first_rows, np.int64)
-    if len(first) * (len(first) - 1) // 2 < MIN_ARCHIVE_PAIRS:
-        return ImpostorTail.fit(calibration.impostor), calibration.label
-    a, b, _ = different_id_pairs(np.arange(len(first)))
-    return ImpostorTail.fit(scores(vec, first[a], first[b])), "archive"
+def _archive_tail(a: np.ndarray, b: np.ndarray) -> ImpostorTail:
+    """The impostor tail of rows of ``a`` with rows of ``b`` of other indices (row i of both is
+    one patient): a random sample of up to ``site.MAX_IMPOSTOR_PAIRS`` pairs of different IDs,
+    almost all of different people (wrong IDs are too few to move the median and the 99th
+    percentile)."""
+    i, j, _ = different_id_pairs(np.arange(len(a)))
+    return ImpostorTail.fit(np.einsum("ij,ij->i", a[i], b[j], dtype=np.float64))
+
+
+def _tails(
+    vec: np.ndarray, c: _Centroids, calibration: Calibration, scan_tail: ImpostorTail | None
+) -> _Tails:
+    """The archive's own tails where it has ``MIN_ARCHIVE_PAIRS`` patient pairs: scans with
+    scans (each ID's first scan), patient means with patient means, a scan with another
+    patient's mean (averaging several scans removes their noise but not what two people share:
+    mean templates of different people reach high scores more often than single scans). Else
+    the calibration's single-scan pairs for all three."""
+    if scan_tail is None or len(c.ids) * (len(c.ids) - 1) // 2 < MIN_ARCHIVE_PAIRS:
+        tail = scan_tail or ImpostorTail.fit(calibration.impostor)
+        return _Tails(tail, tail, tail, "archive" if scan_tail else calibration.label)
+    rows = np.array([r[0] for r in c.rows], np.int64)  # a scan of each decided patient
+    return _Tails(scan_tail, _archive_tail(c.vectors, c.vectors),
+                  _archive_tail(vec[rows], c.vectors), "archive")  # fmt: skip
 
 
 def _split(pid: str, rows: np.ndarray, vec: np.ndarray, link: float) -> _Patient:
@@ -341,7 +377,7 @@ def _splits(
         )
         out.append(Finding(FindingKind.SPLIT, score, _evidence(p_value),
                            (p.pid, hit) if hit else (p.pid,), hit, scans,
-                           best if c.ids else None, check))  # fmt: skip
+                           best if np.isfinite(best) else None, check))  # fmt: skip
     return out
 
 
@@ -370,7 +406,7 @@ def _unlabeled(
         check = (f"is this {hit}? (file it under that ID if so)" if hit
                  else "not in the archive: whose scan is it?")  # fmt: skip
         out.append(Finding(FindingKind.UNLABELED, best, evidence, (), hit, scans,
-                           best if c.ids else None, check))  # fmt: skip
+                           best if np.isfinite(best) else None, check))  # fmt: skip
     return out
 
 

@@ -54,6 +54,12 @@ def findings_json(
     return out
 
 
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet will not run as a formula (IDs come from DICOM headers)."""
+    text = str(value) if value is not None else ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def findings_csv(findings: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -142,7 +148,7 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "findings.json", "csv": out / "findings.csv",
              "html": out / "report.html"}  # fmt: skip
-    write_text_atomic(files["json"], json.dumps(summary, indent=1))
+    write_text_atomic(files["json"], json.dumps(summary, indent=1, allow_nan=False))
     write_text_atomic(files["csv"], findings_csv(summary["findings"]))
     report_html(files["html"], summary, summary["findings"], image)
     return {k: str(v) for k, v in files.items()}

@@ -10,7 +10,8 @@ import numpy as np
 from scipy.special import betaincinv, ndtr, ndtri  # scipy.stats takes 0.5 s to import
 
 FMR_POINTS = (1e-2, 1e-3, 1e-4)
-TAIL_FROM = 0.99  # impostor quantile beyond which ``ImpostorTail`` extrapolates
+TAIL_RATE = 0.01  # impostor rate below which ``ImpostorTail`` extrapolates
+TAIL_FROM = 1.0 - TAIL_RATE  # the impostor quantile there
 
 
 def threshold_at_rate(impostor_sorted: np.ndarray, rate: float) -> float:
@@ -79,6 +80,6 @@ class ImpostorTail:
 
     def threshold(self, rate: float) -> float:
         """The score that a share ``rate`` of impostor pairs reach."""
-        if rate >= 1.0 - TAIL_FROM:
+        if rate >= TAIL_RATE:
             return threshold_at_rate(self.impostor, rate)
         return float(self.median - self.spread * float(ndtri(rate)))

@@ -33,6 +33,7 @@ from ctface.gallery.calibration import Calibration
 from ctface.gallery.records import ScanRecord
 
 SCHEMA_VERSION = "1"
+KEYS_PER_QUERY = 30_000  # scan keys per query (SQLite builds allow 32,766 variables or more)
 CACHE_MIN = 50_000  # templates from which `templates(cache=True)` keeps a file beside the db
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -306,6 +307,11 @@ class GalleryDatabase:
         self, patient_id: str | None = None, scan_keys: list[int] | None = None
     ) -> list[StoredScan]:
         """Stored scans (all, one patient's, or the given keys), by patient and key."""
+        if scan_keys is not None and len(scan_keys) > KEYS_PER_QUERY:  # SQLite's variable limit
+            chunks = [scan_keys[i : i + KEYS_PER_QUERY]
+                      for i in range(0, len(scan_keys), KEYS_PER_QUERY)]  # fmt: skip
+            found = [s for chunk in chunks for s in self.scans(scan_keys=chunk)]
+            return sorted(found, key=lambda s: (s.patient_id, s.scan_key))
         sql = (
             "SELECT scan_key, patient_id, digest, source, series_uid, study_uid, "
             "dicom_patient_id, acquisition, quality, model_version, enrolled_at FROM scans"
