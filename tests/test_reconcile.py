@@ -570,3 +570,36 @@ def test_archive_left_untouched(archive: tuple[Path, dict[str, tuple[str, int]]]
     """After every run above (last in this file): no file of the archive changed, none added."""
     root, before = archive
     assert _state(root) == before
+
+
+def test_a_corrected_id_is_refiled_on_the_next_run(
+    archive: tuple[Path, dict[str, tuple[str, int]]],
+    local_run: tuple[Path, dict[str, Any]],
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The misfiled scan's PatientID corrected in (a copy of) the archive: the next run files
+    the stored scan under its patient without processing it again, and the split is gone."""
+    import shutil
+
+    import pydicom
+
+    from ctface.gallery.store import GalleryDatabase
+
+    root = tmp_path / "archive"
+    shutil.copytree(archive[0], root)
+    db = tmp_path / "archive.db"
+    shutil.copy(local_run[0] / "archive.db", db)
+    for f in sorted(_scan_folder(root, "S0003_03").iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.PatientID = "S0003"
+        ds.save_as(f)
+    _stub_frontals(monkeypatch)
+    r = cli("reconcile", str(root), "--db", str(db), "--out", str(tmp_path / "o"), "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    assert "0 to process" in r.stderr and "1 scans filed under" in r.stderr
+    found = json.loads((tmp_path / "o" / "findings.json").read_text())["findings"]
+    assert sorted(f["kind"] for f in found) == ["merge", "unlabeled"]
+    with GalleryDatabase(db) as g:
+        assert dict(g.patients())["S0003"] == 3 and dict(g.patients())["S0001"] == 2

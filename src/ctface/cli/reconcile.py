@@ -132,6 +132,7 @@ def _update(gallery: Any, archive: Path, jobs: int, engine: Any, address: str | 
     known = gallery.db.known_series(retry_failed) if gallery.path.exists() else set()
     todo = [(s, archive_patient_id(s.patient_id, s.study_uid)) for s in found
             if s.series.uid not in known]  # fmt: skip
+    _refile(gallery, found, quiet)
     if not quiet:
         err.print(f"{archive}: {len(found)} scans, {len(found) - len(todo)} done in an earlier "
                   f"run, {len(todo)} to process on {engine} ({jobs} workers)",
@@ -149,6 +150,23 @@ def _update(gallery: Any, archive: Path, jobs: int, engine: Any, address: str | 
 
         gallery.enroll_archive(todo, jobs=jobs, retry_failed=retry_failed, on_outcome=show,
                                engine=engine, address=address)  # fmt: skip
+
+
+def _refile(gallery: Any, found: list[Any], quiet: bool) -> None:
+    """Scans already enrolled whose PatientID in the archive has changed since (a corrected
+    error) are filed under the new ID: the finding goes away on the next run."""
+    from ctface.gallery.reconcile import archive_patient_id
+
+    if not gallery.path.exists():
+        return
+    filed = gallery.db.series_patients()
+    now = {s.series.uid: (archive_patient_id(s.patient_id, s.study_uid), s.patient_id)
+           for s in found}  # fmt: skip
+    moves = {uid: ids for uid, ids in now.items() if uid in filed and filed[uid] != ids[0]}
+    moved = gallery.db.refile(moves) if moves else 0
+    if moved and not quiet:
+        err.print(f"{moved} scans filed under their archive's current PatientID",
+                  highlight=False, markup=False)  # fmt: skip
 
 
 def _summary(gallery: Any, result: Any, archive: Path | None, version: str) -> dict[str, Any]:

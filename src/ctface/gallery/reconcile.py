@@ -387,8 +387,7 @@ def _merges(c: _Centroids, match: float, tail: ImpostorTail) -> list[Finding]:
         a, b = c.ids[i], c.ids[j]
         scans = _scan_refs(c.rows[i], Role.MERGED) + _scan_refs(c.rows[j], Role.MERGED)
         out.append(Finding(FindingKind.MERGE, s, _evidence(float(tail.rate(s))), (a, b), None,
-                           scans, None, f"are {a} and {b} one person (two IDs, or scans "
-                           "swapped between them)?"))  # fmt: skip
+                           scans, None, f"are {a} and {b} one person under two IDs?"))  # fmt: skip
     return out
 
 

@@ -230,6 +230,34 @@ class GalleryDatabase:
                 "SELECT source FROM failures")}  # fmt: skip
         return known
 
+    def series_patients(self) -> dict[str, str]:
+        """Enrolled series UID -> the patient ID it is filed under."""
+        rows = self._db.execute(
+            "SELECT series_uid, patient_id FROM scans WHERE series_uid IS NOT NULL"
+        )
+        return {str(a): str(b) for a, b in rows}
+
+    def refile(self, moves: dict[str, tuple[str, str]]) -> int:
+        """File the scans of the given series UIDs under new patient IDs, with the PatientID
+        tag as now read: ``{series UID: (patient ID, tag)}`` (an archive whose PatientIDs were
+        corrected); patients left without scans are removed. One transaction; returns the
+        number of scans moved."""
+        moved = 0
+        with self.transaction() as db:
+            for series_uid, (pid, tag) in moves.items():
+                db.execute("INSERT OR IGNORE INTO patients VALUES (?, ?)", (pid, _now()))
+                cur = db.execute(
+                    "UPDATE scans SET patient_id = ?, dicom_patient_id = ? "
+                    "WHERE series_uid = ? AND patient_id != ?",
+                    (pid, tag, series_uid, pid),
+                )
+                moved += cur.rowcount
+            db.execute("DELETE FROM patients WHERE patient_id NOT IN "
+                       "(SELECT DISTINCT patient_id FROM scans)")  # fmt: skip
+            if moved:
+                self._bump()
+        return moved
+
     def failure(self, digest: str) -> tuple[str, str] | None:
         row = self._db.execute("SELECT code, reason FROM failures WHERE digest = ?", (digest,))
         hit = row.fetchone()
