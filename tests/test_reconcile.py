@@ -603,3 +603,30 @@ def test_a_corrected_id_is_refiled_on_the_next_run(
     assert sorted(f["kind"] for f in found) == ["merge", "unlabeled"]
     with GalleryDatabase(db) as g:
         assert dict(g.patients())["S0003"] == 3 and dict(g.patients())["S0001"] == 2
+
+
+def test_an_archive_where_every_scan_fails_gets_a_report(
+    archive: tuple[Path, dict[str, tuple[str, int]]],
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No scan acquired (each refused by the quality gate, canned here): a report with no
+    findings and the failures with their reasons, not an error about a missing gallery."""
+    import ctface.gallery.enroll as enroll_module
+    from ctface.errors import FailureCode
+
+    def refused(*_: Any) -> tuple[None, FailureCode, str, float]:
+        return None, FailureCode.NO_FACE, "no face in the field of view", 0.0
+
+    monkeypatch.setattr(enroll_module, "acquire_job", refused)
+    out = tmp_path / "o"
+    r = cli("reconcile", str(archive[0]), "--out", str(out), "--jobs", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert (res["scans"], res["findings"], res["levels"]) == (0, [], None)
+    assert res["failed_to_acquire"] == 13 == len(res["failures"])
+    assert {f["code"] for f in res["failures"]} == {"no-face"}
+    assert "No scan could be acquired" in (out / "report.html").read_text()
+    r = cli("reconcile", str(archive[0]), "--out", str(out), "--jobs", "1")  # the table's path
+    assert r.returncode == 0 and "no scan of" in r.stdout

@@ -52,6 +52,9 @@ def map_jobs(
     return out
 
 
+DASK_WINDOW = 4  # Dask tasks submitted ahead per worker
+
+
 class Engine(StrEnum):
     """Where ``run_tasks`` runs: a process pool here (``local``), or a Dask or Ray cluster (a
     local one started for the run, or the one at an address)."""
@@ -153,8 +156,8 @@ def _run_dask(
     from distributed import Client, KilledWorker, LocalCluster, as_completed
 
     # one task per worker at a time: a dying worker charges a failure to every task it holds;
-    # glibc's default trim threshold: Dask's 64 kB one made acquisition a quarter slower (measured,
-    # benchmarks/reconcile.py: a scan allocates and frees volumes of hundreds of MB)
+    # glibc's default trim threshold: Dask's 64 kB one made acquisition a quarter slower
+    # (benchmarks/results/reconcile_dask_trim.json: a scan allocates and frees large arrays)
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {})}
     environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     settings = {"distributed.scheduler.allowed-failures": 1,
@@ -167,15 +170,30 @@ def _run_dask(
                                    dashboard_address=":0", silence_logs=logging.ERROR)  # fmt: skip
         try:
             with Client(address or cluster) as client:
-                futures = client.map(fn, *zip(*args, strict=True), pure=False)
-                index = {f.key: i for i, f in enumerate(futures)}
-                for f in as_completed(futures):
+                todo = iter(range(len(args)))
+                index: dict[str, int] = {}
+
+                def submit() -> Any:  # the next task, or None when all are submitted
+                    i = next(todo, None)
+                    if i is None:
+                        return None
+                    future = client.submit(fn, *args[i], pure=False)
+                    index[future.key] = i
+                    return future
+
+                # a bounded window of tasks: the scheduler and this process never hold a whole
+                # archive's tasks (and their arguments) at once
+                window = [f for f in (submit() for _ in range(DASK_WINDOW * max(jobs, 1))) if f]
+                running = as_completed(window)
+                for f in running:
                     try:
                         result: T | WorkerLost = f.result()
                     except KilledWorker as e:
                         result = WorkerLost(f"the worker died twice running it ({e})")
-                    on_result(index[f.key], result)
+                    on_result(index.pop(f.key), result)
                     f.release()
+                    if (following := submit()) is not None:
+                        running.add(following)
         finally:
             if cluster is not None:
                 cluster.close()

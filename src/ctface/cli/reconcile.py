@@ -101,9 +101,29 @@ def reconcile_gallery(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Reconcile the gallery and write the three files (``frontals``: report images at hand,
     by scan key); the summary (what --json prints) and the files written."""
-    result = gallery.reconcile(fmr=fmr, all_splits=all_splits)
-    summary = _summary(gallery, result, archive, gallery.model.version)
+    if archive is not None and (not gallery.path.exists() or gallery.db.is_empty()):
+        summary = _nothing_acquired(gallery, archive)  # a report that says so, not an error
+    else:
+        result = gallery.reconcile(fmr=fmr, all_splits=all_splits)
+        summary = _summary(gallery, result, archive, gallery.model.version)
     return summary, _write(gallery, summary, out, frontals, quiet, jobs)
+
+
+def _failures(gallery: Any) -> list[dict[str, str]]:
+    """The scans that failed to acquire (source label, code, reason)."""
+    if not gallery.path.exists():
+        return []
+    return [{k: f[k] for k in ("source", "code", "reason")} for f in gallery.db.failures()]
+
+
+def _nothing_acquired(gallery: Any, archive: Path) -> dict[str, Any]:
+    """The summary of an archive none of whose scans could be acquired."""
+    failures = _failures(gallery)
+    return {"archive": str(archive), "db": str(gallery.path),
+            "model_version": gallery.model.version, "scans": 0, "patients": 0, "unlabeled": 0,
+            "failed_to_acquire": len(failures), "expected_false_findings": 0.0, "levels": None,
+            "calibration": gallery.calibration.label, "findings": [],
+            "failures": failures}  # fmt: skip
 
 
 def _check_writable(out: Path) -> None:
@@ -181,11 +201,12 @@ def _summary(gallery: Any, result: Any, archive: Path | None, version: str) -> d
         "scans": len(result.patient_ids),
         "patients": result.patients,
         "unlabeled": result.unlabeled,
-        "failed_to_acquire": len(gallery.db.failures()),
+        "failed_to_acquire": len(_failures(gallery)),
         "expected_false_findings": round(result.expected_false_findings, 3),
         "levels": result.levels.to_json(),
         "calibration": gallery.calibration.label,
         "findings": findings_json(result, stored, archive),
+        "failures": _failures(gallery),
     }
 
 
@@ -245,6 +266,11 @@ def print_findings(summary: dict[str, Any], files: dict[str, str]) -> None:
     from rich.table import Table
 
     lv = summary["levels"]
+    if lv is None:
+        out_console.print(f"no scan of {summary['archive']} could be acquired "
+                          f"({summary['failed_to_acquire']} failed; see {files['json']})",
+                          markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+        return
     n = len(summary["findings"])
     table = Table(title=f"{n} finding{'' if n == 1 else 's'}, strongest evidence first")
     for col in ("#", "kind", "patient IDs", "suggested", "score", "evidence", "odd / unlabeled"):
@@ -265,7 +291,8 @@ def print_findings(summary: dict[str, Any], files: dict[str, str]) -> None:
     out_console.print(
         f"{summary['scans']} scans, {summary['patients']} patient IDs, {summary['unlabeled']} "
         f"without an ID, {summary['failed_to_acquire']} failed to acquire; link >= "
-        f"{lv['link_threshold']:.3f}, match >= {lv['match_threshold']:.3f} (FMR {lv['fmr']:.2g}"
+        f"{lv['link_threshold']:.3f}, merge >= {lv['match_threshold']:.3f}, suggest >= "
+        f"{lv['suggest_threshold']:.3f} (FMR {lv['fmr']:.2g}"
         f" x {lv['comparisons']:,} comparisons); expected false findings "
         f"{summary['expected_false_findings']:.2f}"
         + (

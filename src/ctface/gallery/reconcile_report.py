@@ -97,6 +97,22 @@ def _card(scan: dict[str, Any], image: np.ndarray | None) -> str:
             f'{html.escape(scan["source"])}</small></div>')  # fmt: skip
 
 
+def _levels_html(summary: dict[str, Any], lv: dict[str, Any], n: int) -> str:
+    """The report's first paragraphs: counts, thresholds and expected false findings."""
+    return (f"<p>{summary['scans']} scans of {summary['patients']} patient IDs, "
+            f"{summary['unlabeled']} without an ID, {summary['failed_to_acquire']} failed to "
+            f"acquire. <b>{n} findings</b>; expected false findings at these "
+            f"thresholds: {summary['expected_false_findings']:.2f} "
+            f"({lv['expected_false_splits']:.2f} splits, {lv['expected_false_matches']:.2f} "
+            f"merges or suggestions).</p><p>Scans of one ID are linked at score >= "
+            f"{lv['link_threshold']:.3f} (impostor pairs reach it 1 % of the time); merges need "
+            f">= {lv['match_threshold']:.3f}, suggested IDs >= {lv['suggest_threshold']:.3f} "
+            f"(false-match rate "
+            f"{lv['fmr']:.2g} per comparison, {lv['comparisons']:,} comparisons; impostor "
+            f"tail: {html.escape(lv['impostor_tail'])}). Nothing in the archive was changed: "
+            "this is a worklist.</p>")  # fmt: skip
+
+
 def report_html(
     path: Path,
     summary: dict[str, Any],
@@ -105,17 +121,11 @@ def report_html(
 ) -> None:
     """Write the report (atomically); ``image(scan_key)``: a scan's frontal depth image."""
     lv = summary["levels"]
-    head = (f"<p>{summary['scans']} scans of {summary['patients']} patient IDs, "
-            f"{summary['unlabeled']} without an ID, {summary['failed_to_acquire']} failed to "
-            f"acquire. <b>{len(findings)} findings</b>; expected false findings at these "
-            f"thresholds: {summary['expected_false_findings']:.2f} "
-            f"({lv['expected_false_splits']:.2f} splits, {lv['expected_false_matches']:.2f} "
-            f"merges or suggestions).</p><p>Scans of one ID are linked at score >= "
-            f"{lv['link_threshold']:.3f} (impostor pairs reach it 1 % of the time); merges and "
-            f"suggested IDs need >= {lv['match_threshold']:.3f} (false-match rate "
-            f"{lv['fmr']:.2g} per comparison, {lv['comparisons']:,} comparisons; impostor "
-            f"tail: {html.escape(lv['impostor_tail'])}). Nothing in the archive was changed: "
-            "this is a worklist.</p>")  # fmt: skip
+    if lv is None:  # nothing acquired
+        head = (f"<p>No scan could be acquired: {summary['failed_to_acquire']} failed "
+                "(findings.json lists them with the reasons).</p>")  # fmt: skip
+    else:
+        head = _levels_html(summary, lv, len(findings))
     parts = []
     for n, f in enumerate(findings, 1):
         pictured = n <= MAX_PICTURED
@@ -129,7 +139,7 @@ def report_html(
         )  # fmt: skip
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>ctface reconcile: "
-        f"{html.escape(summary['archive'])}</title><style>{STYLE}</style></head><body>"
+        f"{html.escape(summary['archive'])}</title><style>{STYLE}{CARD_STYLE}</style></head><body>"
         f"<h1>Reconciliation of {html.escape(summary['archive'])}</h1>{head}"
         f"{''.join(parts) or '<p>No findings.</p>'}<p>Images: frontal face depth "
         "(brighter = nearer), rendered again from each scan's source.</p></body></html>"
