@@ -202,7 +202,8 @@ def reconcile(
     scan_tail = _archive_tail(vec[first], vec[first]) if archive_tail else None
     link = (scan_tail or ImpostorTail.fit(calibration.impostor)).threshold(LINK_RATE)
     patients = [_split(p, np.array(r, np.int64), vec, link) for p, r in sorted(by_id.items())]
-    tails = _tails(vec, _centroids(patients, vec), calibration, scan_tail)
+    decided = _centroids(patients, vec)  # before the ties are resolved
+    tails = _tails(vec, decided, calibration, scan_tail)
     odd_scans = sum(len(p.groups[k]) for p in patients for k in p.odd)
     m = len(patients)
     pairs, probes = m * (m - 1) // 2, (odd_scans + len(unlabeled)) * m
@@ -211,7 +212,7 @@ def reconcile(
         fmr if fmr is not None else min(DEFAULT_FMR, EXPECTED_FALSE_MATCHES / max(comparisons, 1))
     )
     match, suggest = tails.merge.threshold(rate), tails.suggest.threshold(rate)
-    _resolve_undecided(patients, vec, _centroids(patients, vec), suggest)
+    _resolve_undecided(patients, vec, decided, suggest)
     c = _centroids(patients, vec)
     multi = [sum(map(len, p.groups)) for p in patients if sum(map(len, p.groups)) > 1]
     false_splits = float(sum(multi) * genuine_below(calibration, link) / 2)

@@ -223,8 +223,7 @@ class GalleryDatabase:
         """Series UIDs enrolled, and (unless ``retry_failed``) those that failed before (from
         the failure's source label ``<patient>/<series UID>``): an archive rerun skips them
         without reading their files."""
-        rows = self._db.execute("SELECT series_uid FROM scans WHERE series_uid IS NOT NULL")
-        known = {str(r[0]) for r in rows}
+        known = set(self.series_patients())
         if not retry_failed:
             known |= {str(r[0]).rsplit("/", 1)[-1] for r in self._db.execute(
                 "SELECT source FROM failures")}  # fmt: skip
