@@ -63,3 +63,11 @@ def dicom_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cohorts") / "dicom"
     make_cohort(out, seed=7, dicom_fraction=1.0)
     return out
+
+
+@pytest.fixture(scope="session")
+def people(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two people, two NIfTI scans each (the API's and deid's tests)."""
+    out = tmp_path_factory.mktemp("api") / "people"
+    make_cohort(out, subjects=2, scans_min=2, scans_max=2, seed=11, nuisance=FAST)
+    return out

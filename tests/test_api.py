@@ -13,15 +13,6 @@ import ctface
 from ctface.errors import FailureCode, GalleryError, InvalidInputError, MissingDataError
 
 
-@pytest.fixture(scope="module")
-def people(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import FAST, make_cohort
-
-    out = tmp_path_factory.mktemp("api") / "people"
-    make_cohort(out, subjects=2, scans_min=2, scans_max=2, seed=11, nuisance=FAST)
-    return out
-
-
 def test_verbs_chain_and_probes_of_every_kind_agree(people: Path, tmp_path: Path) -> None:
     a1, a2, b1 = (people / f"{s}/{s}_0{n}.nii.gz" for s, n in (("S0001", 1), ("S0001", 2),
                                                               ("S0002", 1)))  # fmt: skip

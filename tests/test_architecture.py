@@ -20,6 +20,7 @@ LAYERS = [
     ["embed"],
     ["gallery"],
     ["evaluate"],
+    ["deid"],
     ["api"],
     ["cli", "__main__"],
 ]

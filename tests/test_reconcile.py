@@ -630,3 +630,15 @@ def test_an_archive_where_every_scan_fails_gets_a_report(
     assert "No scan could be acquired" in (out / "report.html").read_text()
     r = cli("reconcile", str(archive[0]), "--out", str(out), "--jobs", "1")  # the table's path
     assert r.returncode == 0 and "no scan of" in r.stdout
+
+
+def test_findings_csv_cells_never_run_as_formulas() -> None:
+    from ctface.gallery.reconcile_report import findings_csv
+
+    scan = {"role": "odd", "patient_id": "=HYPERLINK(\"x\")", "series_uid": "1.2",
+            "study_uid": None, "source": "@evil/scan"}  # fmt: skip
+    finding = {"kind": "split", "score": -0.5, "evidence": 3.2, "patient_ids": ["+P1"],
+               "suggested_patient_id": "-P2", "check": "look", "scans": [scan]}  # fmt: skip
+    row = findings_csv([finding]).splitlines()[1]
+    assert "'=HYPERLINK" in row and "'@evil" in row and "'+P1" in row and "'-P2" in row
+    assert ",-0.5," in row  # numbers stay numbers

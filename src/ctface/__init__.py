@@ -40,6 +40,7 @@ __getattr__, __dir__, _lazy_all = lazy_loader.attach(
         "api": [
             "Gallery",
             "acquire",
+            "deface",
             "default_model",
             "detect_landmarks",
             "face_template",
@@ -65,6 +66,7 @@ __all__ = [
 if TYPE_CHECKING:
     from ctface.api import Gallery as Gallery
     from ctface.api import acquire as acquire
+    from ctface.api import deface as deface
     from ctface.api import default_model as default_model
     from ctface.api import detect_landmarks as detect_landmarks
     from ctface.api import face_template as face_template

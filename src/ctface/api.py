@@ -32,6 +32,7 @@ import numpy as np
 from ctface.errors import GalleryError, InvalidInputError
 
 if TYPE_CHECKING:
+    from ctface.deid.deface_scan import DefaceResult
     from ctface.embed.embedder import FaceEmbedder, Template
     from ctface.gallery.acquire import Acquisition
     from ctface.gallery.calibration import Calibration
@@ -199,6 +200,61 @@ def acquire(
     from ctface.gallery.acquire import acquire as run
 
     return run(scan, resolve_model(model), series_uid=series_uid, digest=digest)
+
+
+def deface(
+    scan: str | Path,
+    out: str | Path,
+    *,
+    method: str = "remove",
+    ears: bool = False,
+    series_uid: str | None = None,
+    qc: bool = True,
+) -> DefaceResult:
+    """Deface one head CT and write it, de-identified, in its own format into ``out``.
+
+    Parameters
+    ----------
+    scan : str or Path
+        A DICOM folder or file (classic single-frame CT series), NIfTI, NRRD or MetaImage.
+    out : str or Path
+        The output folder: ``out/<name>`` (a DICOM folder, or a file named like the source)
+        and ``out/qc/<name>.png`` (before/after renders and sagittal slices).
+    method : {"remove", "reface"}
+        ``remove``: the face's soft tissue (forehead to chin, nose, lips, cheeks, eyelids)
+        becomes air; ``reface``: it is replaced by a generic face (the face model's mean shape at
+        its own size, placed by the scan's landmarks).
+    ears : bool
+        Also remove the outer ears.
+    series_uid : str, optional
+        The DICOM series to read when the folder holds several.
+    qc : bool
+        Write the QC picture.
+
+    Returns
+    -------
+    DefaceResult
+        The output path, what was changed (ml of tissue removed, generic face added), the
+        landmarks the face was found by, and the seconds each stage took.
+
+    Raises
+    ------
+    NoFaceError
+        The face was not found whole (a landmark missing): nothing is written.
+    InvalidInputError
+        The scan cannot be read, or is an enhanced multi-frame DICOM file, or ``method`` is
+        unknown.
+    OutputError
+        ``out`` cannot be written, or the output already exists there.
+    """
+    from ctface.deid.deface import DefaceMethod
+    from ctface.deid.deface_scan import deface_scan
+
+    try:
+        chosen = DefaceMethod(method)
+    except ValueError:
+        raise InvalidInputError(f"unknown deface method {method!r} (remove, reface)") from None
+    return deface_scan(scan, out, chosen, ears=ears, series_uid=series_uid, qc=qc)
 
 
 def default_model() -> FaceEmbedder:

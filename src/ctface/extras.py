@@ -1,6 +1,7 @@
 """Optional parts of ctface, installed as pip extras: ``plot`` (matplotlib: QC pictures and the
 evaluation report's figures), ``faiss`` (faiss-cpu: approximate search in large galleries),
-``dask`` and ``ray`` (the distributed engines of ``ctface reconcile``).
+``dask`` and ``ray`` (the distributed engines of ``ctface reconcile``), ``audit`` (dlib's face
+recognizer and quickshear: ``ctface audit``'s independent attacks and ``--compare``).
 The core imports and runs without them; a feature that needs a missing one says which extra
 to install (MissingDataError), and the gallery search falls back to exact search."""
 
@@ -12,7 +13,15 @@ from types import ModuleType
 from ctface.errors import MissingDataError
 
 # module -> the extra that installs it
-EXTRAS = {"matplotlib": "plot", "faiss": "faiss", "distributed": "dask", "ray": "ray"}
+EXTRAS = {
+    "matplotlib": "plot",
+    "faiss": "faiss",
+    "distributed": "dask",
+    "ray": "ray",
+    "dlib": "audit",
+    "face_recognition_models": "audit",
+    "quickshear": "audit",
+}
 
 
 def optional(module: str) -> ModuleType | None:

@@ -36,6 +36,7 @@ def _root(
 
 def _register() -> None:
     from ctface.cli import (  # noqa: F401
+        deid,
         demo,
         embed,
         evaluate,

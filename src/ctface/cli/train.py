@@ -283,3 +283,25 @@ def export_onnx(
                      "bytes": sum(f.stat().st_size for f in files)})  # fmt: skip
     lines = [f"{r['weights']} -> {', '.join(r['onnx'])}" for r in rows]
     report({"exported": rows}, json_out, "\n".join(lines))
+
+
+@train_app.command("generic-face")
+def generic_face(
+    out: Path = typer.Option(
+        ..., "--out", help="The .npz to write (the shipped one: src/ctface/deid/generic_face.npz)."
+    ),  # fmt: skip
+    face_model: Path | None = typer.Option(None, "--face-model", help="Packed ICT-FaceKit npz."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """The generic face `ctface deface --method reface` puts in place of a face: the face model's
+    mean shape as a frontal height field (reproduces the shipped file)."""
+    import numpy as np
+
+    from ctface.deid.generic_face import build_generic_face, save_generic_face
+
+    face = build_generic_face(face_model)
+    save_generic_face(face, out)
+    summary = {"out": str(out), "eye_distance_mm": round(face.eye_distance_mm, 3),
+               "eye_mouth_mm": round(face.eye_mouth_mm, 3),
+               "coverage": round(float(np.isfinite(face.height_mm).mean()), 4)}  # fmt: skip
+    report(summary, json_out, f"wrote {out} (eye distance {face.eye_distance_mm:.1f} mm)")

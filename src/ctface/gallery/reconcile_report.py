@@ -66,22 +66,10 @@ def findings_csv(findings: list[dict[str, Any]]) -> str:
     w.writerow(CSV_COLUMNS)
     for n, f in enumerate(findings, 1):
         for s in f["scans"]:
-            w.writerow(
-                [
-                    n,
-                    f["kind"],
-                    f["score"],
-                    f["evidence"],
-                    ";".join(f["patient_ids"]),
-                    f["suggested_patient_id"] or "",
-                    s["role"],
-                    s["patient_id"],
-                    s["series_uid"] or "",
-                    s["study_uid"] or "",
-                    s["source"],
-                    f["check"],
-                ]
-            )
+            text = [";".join(f["patient_ids"]), f["suggested_patient_id"] or "", s["role"],
+                    s["patient_id"], s["series_uid"] or "", s["study_uid"] or "", s["source"],
+                    f["check"]]  # fmt: skip
+            w.writerow([n, f["kind"], f["score"], f["evidence"], *map(_cell, text)])
     return buf.getvalue()
 
 
