@@ -46,7 +46,8 @@ def test_dicom_round_trip_deidentifies_and_cuts_only_the_face(
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)["defaced"][0]
     out = tmp_path / "out" / result["output"]
-    assert (tmp_path / "out" / result["qc"]).is_file()
+    assert result["qc"] and not (tmp_path / "out" / "qc").exists()  # the face stays out of OUT
+    assert len(list((tmp_path / "out-qc").glob("*.png"))) == 1
     src_files = sorted(scan.glob("*.dcm"))
     out_files = sorted(out.glob("*.dcm"))
     assert len(out_files) == len(src_files)
@@ -101,7 +102,7 @@ def test_nifti_round_trip_keeps_grid_and_type(nifti_cohort: Path, tmp_path: Path
     import SimpleITK as sitk
 
     scan = _nifti_scan(nifti_cohort)
-    result = ctface.deface(scan, tmp_path, method="reface", qc=False)
+    result = ctface.deface(scan, tmp_path, method="reface")
     assert result.output == tmp_path / scan.name and result.qc is None
     a, b = sitk.ReadImage(str(scan)), sitk.ReadImage(str(result.output))
     assert a.GetSize() == b.GetSize() and a.GetPixelID() == b.GetPixelID()
@@ -191,7 +192,7 @@ def test_audit_end_to_end_on_two_people(people: Path, tmp_path: Path, cli) -> No
         (ref / person / f"{person}_01.nii.gz").symlink_to(people / person / f"{person}_01.nii.gz")
     shared.mkdir()
     (shared / "a.nii.gz").symlink_to(people / "S0001" / "S0001_02.nii.gz")
-    ctface.deface(people / "S0002" / "S0002_02.nii.gz", tmp_path / "d", qc=False)
+    ctface.deface(people / "S0002" / "S0002_02.nii.gz", tmp_path / "d")
     (shared / "b.nii.gz").symlink_to(tmp_path / "d" / "S0002_02.nii.gz")
     truth += ["a.nii.gz,S0001", "b.nii.gz,S0002"]
     (tmp_path / "truth.csv").write_text("\n".join(truth) + "\n")
@@ -219,3 +220,33 @@ def test_audit_bad_input(people: Path, tmp_path: Path, cli, bad: str) -> None:
             "--out", str(tmp_path / "o"))  # fmt: skip
     assert r.returncode == 4 and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_only_the_image_stack_is_written(dicom_cohort: Path, tmp_path: Path) -> None:
+    """A localizer (another orientation) in the series is left out, not shared uncut."""
+    from ctface.deid.output import stack_files
+
+    files = sorted(_dicom_scan(dicom_cohort).glob("*.dcm"))[:3]
+    odd = pydicom.dcmread(files[0])
+    odd.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    odd.save_as(tmp_path / "localizer.dcm")
+    kept, skipped = stack_files([*files, tmp_path / "localizer.dcm"])
+    assert kept == files and skipped == 1
+
+
+def test_nifti_whose_sform_and_qform_disagree_is_refused(
+    nifti_cohort: Path, tmp_path: Path
+) -> None:
+    import nibabel as nib
+
+    img = nib.load(_nifti_scan(nifti_cohort))
+    moved = img.affine.copy()
+    moved[:3, 3] += [10.0, 20.0, 30.0]
+    odd = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
+    odd.set_sform(moved, code=2)
+    odd.set_qform(img.affine, code=1)
+    path = tmp_path / "odd.nii.gz"
+    nib.save(odd, path)
+    with pytest.raises(ctface.InvalidInputError, match="sform and qform"):
+        ctface.deface(path, tmp_path / "out")
+    assert not (tmp_path / "out" / "odd.nii.gz").exists()

@@ -209,7 +209,7 @@ def deface(
     method: str = "remove",
     ears: bool = False,
     series_uid: str | None = None,
-    qc: bool = True,
+    qc_dir: str | Path | None = None,
 ) -> DefaceResult:
     """Deface one head CT and write it, de-identified, in its own format into ``out``.
 
@@ -218,8 +218,7 @@ def deface(
     scan : str or Path
         A DICOM folder or file (classic single-frame CT series), NIfTI, NRRD or MetaImage.
     out : str or Path
-        The output folder: ``out/<name>`` (a DICOM folder, or a file named like the source)
-        and ``out/qc/<name>.png`` (before/after renders and sagittal slices).
+        The output folder: ``out/<name>`` (a DICOM folder, or a file named like the source).
     method : {"remove", "reface"}
         ``remove``: the face's soft tissue (forehead to chin, nose, lips, cheeks, eyelids)
         becomes air; ``reface``: it is replaced by a generic face (the face model's mean shape at
@@ -228,8 +227,9 @@ def deface(
         Also remove the outer ears.
     series_uid : str, optional
         The DICOM series to read when the folder holds several.
-    qc : bool
-        Write the QC picture.
+    qc_dir : str or Path, optional
+        Write ``qc_dir/<name>.png`` (before/after frontal skin and sagittal slices). Its
+        "before" half shows the face: keep it out of what is shared.
 
     Returns
     -------
@@ -254,7 +254,7 @@ def deface(
         chosen = DefaceMethod(method)
     except ValueError:
         raise InvalidInputError(f"unknown deface method {method!r} (remove, reface)") from None
-    return deface_scan(scan, out, chosen, ears=ears, series_uid=series_uid, qc=qc)
+    return deface_scan(scan, out, chosen, ears=ears, series_uid=series_uid, qc_dir=qc_dir)
 
 
 def default_model() -> FaceEmbedder:

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from ctface.cli.common import out_console, progress_bar
 from ctface.cli.main import app, err
-from ctface.errors import InvalidInputError, NoFaceError
+from ctface.errors import CtfaceError, InvalidInputError, NoFaceError, OutputError
 
 
 @app.command()
@@ -27,7 +27,14 @@ def deface(
     ),  # fmt: skip
     ears: bool = typer.Option(False, "--ears", help="Also remove the outer ears."),
     series_uid: str | None = typer.Option(None, "--series-uid", help="DICOM series to read."),
-    qc: bool = typer.Option(True, "--qc/--no-qc", help="Write qc/<name>.png per scan."),
+    qc_dir: Path | None = typer.Option(
+        None,
+        "--qc-dir",
+        help="Folder for the QC pictures "
+        "(default: OUT-qc beside OUT; they show the face "
+        "before defacing: never share it).",
+    ),  # fmt: skip
+    qc: bool = typer.Option(True, "--qc/--no-qc", help="Write a QC picture per scan."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Deface CT scans: the face found by its landmarks is removed (or replaced by a generic
@@ -38,26 +45,29 @@ def deface(
 
     if method not in ("remove", "reface"):
         raise InvalidInputError(f"unknown --method {method!r} (remove, reface)")
+    pictures = (qc_dir or out.with_name(out.name + "-qc")) if qc else None
     done: list[dict[str, Any]] = []
-    refused: list[dict[str, str]] = []
+    refused: list[dict[str, Any]] = []
     with progress_bar(json_out or len(scans) == 1) as bar:
         task = bar.add_task("defacing", total=len(scans), info="")
         for scan in scans:
             try:
-                result = run(scan, out, method=method, ears=ears, series_uid=series_uid, qc=qc)
+                result = run(scan, out, method=method, ears=ears, series_uid=series_uid,
+                             qc_dir=pictures)  # fmt: skip
                 done.append(result.to_json(out))
-            except NoFaceError as e:
+            except CtfaceError as e:
                 if len(scans) == 1 and not json_out:
                     raise
-                refused.append({"scan": scan.name, "reason": str(e)})
+                refused.append({"scan": scan.name, "reason": str(e), "exit_code": e.exit_code})
             bar.update(task, advance=1, info=scan.name)
     _report_deface(done, refused, out, json_out)
-    if refused:
-        sys.exit(NoFaceError.exit_code)
+    if refused:  # 6 when every failure is a refused face, else the first other error's code
+        codes = [r["exit_code"] for r in refused if r["exit_code"] != NoFaceError.exit_code]
+        sys.exit(codes[0] if codes else NoFaceError.exit_code)
 
 
 def _report_deface(
-    done: list[dict[str, Any]], refused: list[dict[str, str]], out: Path, json_out: bool
+    done: list[dict[str, Any]], refused: list[dict[str, Any]], out: Path, json_out: bool
 ) -> None:
     if json_out:
         print(json.dumps({"defaced": done, "refused": refused}, indent=1))
@@ -66,7 +76,7 @@ def _report_deface(
         out_console.print(
             f"{d['source']} -> {out / d['output']}: {d['method']}, {d['removed_tissue_ml']} ml "
             f"of face removed{', generic face added' if d['generic_face_ml'] else ''}"
-            f"{'; QC ' + str(out / d['qc']) if d['qc'] else ''}",
+            f"{'; QC ' + d['qc'] if d['qc'] else ''}",
             highlight=False, markup=False, soft_wrap=True,
         )  # fmt: skip
     for r in refused:
@@ -119,8 +129,12 @@ def audit(
         ) from None
     if compare and truth is None:
         raise InvalidInputError("--compare needs --truth (who each scan is)")
-    if out.exists() and any(out.glob("*")) and not out.is_dir():
-        raise InvalidInputError(f"--out {out} is not a folder")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder")
+    if Attack.FACE_2D in attacks:
+        from ctface.deid.attacks import check_face_2d
+
+        check_face_2d()  # the audit extra is missing: say so before reading anything
     w = str(weights) if weights else None
     items = _shared(scans, truth)  # bad input fails here, before the references are read
     refs = _references(reference, attacks, w, jobs, json_out)
@@ -154,9 +168,13 @@ def _references(reference: Path, attacks: list[Any], weights: str | None, jobs: 
 
 
 def _shared(scans: list[Path], truth: Path | None) -> list[Any]:
-    from ctface.deid.audit import read_truth, shared_items
+    from ctface.deid.audit import find_scans, read_truth, shared_items
 
-    return shared_items(scans, read_truth(truth) if truth else None)
+    items = shared_items(scans, read_truth(truth) if truth else None)
+    found = sum(len(find_scans(f)) for f in scans)
+    if len(items) < found:
+        err.print(f"{found - len(items)} shared scans are not in --truth: left out of the audit")
+    return items
 
 
 def _thumbnails(probes: list[Any], out: Path) -> dict[str, str]:

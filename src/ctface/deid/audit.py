@@ -277,7 +277,9 @@ def read_truth(path: Path) -> dict[str, str]:
 
 
 def shared_items(folders: list[Path], truth: dict[str, str] | None) -> list[ScanItem]:
-    """The shared dataset's scans (id: path relative to its folder), with the truth's person."""
+    """The shared dataset's scans (id: path relative to its folder), with the truth's person.
+    With a truth, a scan it does not name is left out of the audit (unknown is not "not in
+    the reference"); none named: InvalidInputError."""
     items = []
     for folder in folders:
         for path in find_scans(folder):
@@ -285,4 +287,13 @@ def shared_items(folders: list[Path], truth: dict[str, str] | None) -> list[Scan
             items.append(ScanItem(sid, path, truth.get(sid) if truth else None))
     if not items:
         raise InvalidInputError("no CT scans found in " + ", ".join(map(str, folders)))
+    if len({it.scan_id for it in items}) < len(items):
+        raise InvalidInputError("two shared scans have the same path under their --scans folders")
+    if truth is not None:
+        items = [it for it in items if it.person is not None]
+        if not items:
+            raise InvalidInputError(
+                "--truth names none of the shared scans (its scan column: each scan's path "
+                "relative to its --scans folder)"
+            )
     return items

@@ -163,9 +163,10 @@ def _pct(v: float | None) -> str:
 def _cell(m: Any) -> str:
     """rank-1 [95 % CI] / TPIR@1e-2 of one attack's metrics (AttackMetrics)."""
     r1, ci = m.rank1, m.rank1_ci95
-    t = m.tpir_at(1e-2).tpir
+    t = m.tpir_at(1e-2)
     mark = "" if m.at_chance else " *"
-    return f"{_pct(r1)} [{_pct(ci[0])}, {_pct(ci[1])}]{mark} / {_pct(t)}"
+    bound = "" if t.resolved else " †"
+    return f"{_pct(r1)} [{_pct(ci[0])}, {_pct(ci[1])}]{mark} / {_pct(t.tpir)}{bound}"
 
 
 def compare_table(rows: list[DefacerRow], attacks: list[Any],
@@ -196,7 +197,8 @@ def compare_table(rows: list[DefacerRow], attacks: list[Any],
         })  # fmt: skip
     n = rows[0].result.metrics[0] if rows and rows[0].result and rows[0].result.metrics else None
     notes = [
-        f"Cells: rank-1 [exact 95 % CI] / TPIR at FPIR 1e-2; * = above chance "
+        "Cells: rank-1 [exact 95 % CI] / TPIR at FPIR 1e-2 († fewer than 100 non-mated "
+        "searches: TPIR with no false name allowed, a bound); * = above chance "
         f"(chance rank-1 {_pct(n.chance_rank1) if n else '-'})."
     ]
     notes += [f"{k}: {v}." for k, v in NOT_RUN.items()]

@@ -17,8 +17,10 @@ face), with the scan's own eye distance ``e`` and eye-to-mouth height ``h``:
   frontal bone, which lies 10-15 mm above the brain);
 - with ``ears``, the outer ears (``EAR_DEPTH_MM`` from the air, 0.9-2.0 e behind the eyes).
 
-The air is the air outside the head reached from in front of the face after a one-voxel
-opening, so sinus air behind a thin wall does not count as outside. Nothing deeper than
+The air is the air outside the head, reached from in front of the face, with the body closed
+over gaps up to about 8 mm first: the nostrils and a slightly open mouth are shut, so the nasal
+cavity and the sinuses (whose roof borders the brain) are inside the head and not a surface the
+depth is measured from. Nothing deeper than
 ``FACE_DEPTH_MM`` (19 mm) from that air is touched, so tissue more than 20 mm under the skin (the
 brain behind the eyes) is unchanged by construction: a source voxel takes the label of its
 nearest canonical voxel, at most 0.87 mm away. ``intracranial`` is that region, for checking.
@@ -40,17 +42,19 @@ from scipy import ndimage
 
 from ctface.errors import NoFaceError
 from ctface.ingest.volume import SKIN_HU, CtVolume
-from ctface.landmarks.detect import LandmarkSet
+from ctface.landmarks.detect import CrossCheck, LandmarkSet
 from ctface.landmarks.frame import FaceFrame
 from ctface.landmarks.skin import voxel_box
 
 FACE_DEPTH_MM = 19.0  # below the 20 mm of INTRACRANIAL_DEPTH_MM by more than half a voxel
 FOREHEAD_DEPTH_MM = 8.0
 EAR_DEPTH_MM = 10.0
+MIN_REMOVED_ML = 100.0  # less than this under the cut: the landmarks missed the face
 FRONT_MM = 40.0  # the box reaches this far in front of the nose tip (air, and the generic face)
 AIR_HU = -1000
 INTRACRANIAL_DEPTH_MM = 20.0  # the issue's "intracranial": deeper than this, behind the eyes
 KEEP, AIR, TISSUE = 0, 1, 2  # FaceCut labels
+CLOSE_VOXELS = 4  # the body closed over gaps up to ~8 mm (nostrils) before finding the outside
 SLAB_VOXELS = 4_000_000  # grid voxels looked up at once
 
 
@@ -196,13 +200,16 @@ def _frame_coords(
 
 
 def outside_air(hu: np.ndarray, front: tuple[int, int]) -> np.ndarray:
-    """Air (< SKIN_HU) connected to the box's face ``front`` = (axis, index) after a one-voxel
-    opening (so a thin wall's gap does not join a sinus to the outside)."""
-    air = ndimage.binary_opening(hu < SKIN_HU, np.ones((3, 3, 3), bool))
-    labels, _ = ndimage.label(air)
+    """The air outside the head: air (< SKIN_HU) outside the body closed by ``CLOSE_VOXELS``
+    (so the nostrils and a slightly open mouth are shut, and the nasal cavity and the sinuses
+    behind them are inside the head, not outside), connected to the box's face ``front`` =
+    (axis, index) that the face looks out of."""
+    body = ndimage.binary_closing(hu >= SKIN_HU, np.ones((3, 3, 3), bool),
+                                  iterations=CLOSE_VOXELS, border_value=0)  # fmt: skip
+    labels, _ = ndimage.label(~body)
     face = np.take(labels, front[1], axis=front[0])
     ids = np.unique(face[face > 0])
-    return np.isin(labels, ids)
+    return np.isin(labels, ids) & (hu < SKIN_HU)
 
 
 def _front(volume: CtVolume, frame: FaceFrame, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -229,6 +236,11 @@ def plan_deface(
 
     Raises NoFaceError when a landmark is missing or the face box misses the volume.
     """
+    if landmarks.cross_check == CrossCheck.FAILED:
+        raise NoFaceError(
+            "the landmarks could not be confirmed (the face-model fit found no face): "
+            "refusing to deface it"
+        )
     face = _face(landmarks)
     boxes = _boxes(face, ears)
     corners = np.concatenate([face.frame.to_lps(_corners(b)) for b in boxes])
@@ -245,6 +257,12 @@ def plan_deface(
         b = boxes[1]
         side = (np.abs(x) >= 0.75 * face.eyes) & (np.abs(x) <= b[1, 0])
         cut |= side & _between(y, b[:, 1]) & _between(z, b[:, 2]) & (depth < EAR_DEPTH_MM)
+    removed_ml = float((cut & (hu >= SKIN_HU)).sum()) * float(np.prod(volume.spacing)) / 1000
+    if removed_ml < MIN_REMOVED_ML:
+        raise NoFaceError(
+            f"the cut would remove only {removed_ml:.0f} ml of tissue (a face: 300-700 ml): the "
+            "face is not where the landmarks put it; refusing to deface it"
+        )
     labels = np.where(cut, AIR, KEEP).astype(np.int8)
     tissue_hu = _tissue_hu(hu, cut)
     if method == DefaceMethod.REFACE:

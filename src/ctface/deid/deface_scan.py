@@ -1,7 +1,8 @@
 """One scan defaced end to end: read, find the face, cut, write in the source's format, QC.
 
-The QC picture (``qc/<name>.png``) shows the frontal skin surface before and after, rendered
-with the same face frame, and the mid-sagittal slice before and after.
+The QC picture (``<qc_dir>/<name>.png``) shows the frontal skin surface and the mid-sagittal
+slice before and after. The "before" half shows the face: it is written to its own folder,
+never into the output that is shared.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from ctface.errors import NoFaceError, OutputError
 from ctface.files import atomic_path, portable_path
 from ctface.ingest.volume import CtVolume
 
+CHIN_MARGIN_MM = 80.0
+
 
 @dataclass(frozen=True)
 class DefaceResult:
@@ -34,6 +37,7 @@ class DefaceResult:
     summary: dict[str, Any]
     landmarks: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped_files: int = 0  # DICOM files outside the image stack, not written
 
     def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
         def rel(p: Path | None) -> str | None:
@@ -46,7 +50,8 @@ class DefaceResult:
             "output": rel(self.output),
             "format": self.format,
             "method": str(self.method),
-            "qc": rel(self.qc),
+            "qc": None if self.qc is None else portable_path(self.qc),
+            "skipped_files": self.skipped_files,
             **self.summary,
             "landmarks": self.landmarks,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -61,9 +66,10 @@ def output_name(scan: Path) -> str:
 
 def _canonical(native: CtVolume) -> CtVolume:
     from ctface.ingest.canonical import canonicalize
-    from ctface.ingest.head import find_head
+    from ctface.ingest.head import HEAD_DEPTH_MM, find_head
 
-    return canonicalize(find_head(native))
+    # deeper than the recognizer's crop: a large head's chin must not fall outside the cut
+    return canonicalize(find_head(native, HEAD_DEPTH_MM + CHIN_MARGIN_MM))
 
 
 def deface_scan(
@@ -73,7 +79,7 @@ def deface_scan(
     *,
     ears: bool = False,
     series_uid: str | None = None,
-    qc: bool = True,
+    qc_dir: str | Path | None = None,
 ) -> DefaceResult:
     """Deface one CT (DICOM folder or file, NIfTI, NRRD, MetaImage) into ``out``.
 
@@ -99,14 +105,14 @@ def deface_scan(
     t3 = time.perf_counter()
     fmt = str(native.metadata.get("format", ""))
     write = write_dicom if fmt.startswith("dicom") else write_volume_file
-    output = write(native, cut, out, name)
+    output, skipped = write(native, cut, out, name)
     t4 = time.perf_counter()
-    picture = write_qc(volume, cut, out / "qc" / f"{name}.png") if qc else None
+    picture = write_qc(volume, cut, Path(qc_dir) / f"{name}.png") if qc_dir else None
     seconds = {"read": t1 - t0, "landmarks": t2 - t1, "plan": t3 - t2, "write": t4 - t3}
-    if qc:
+    if qc_dir:
         seconds["qc"] = time.perf_counter() - t4
     return DefaceResult(str(scan), output, fmt, method, picture, cut_summary(cut, volume.hu),
-                        landmarks.to_json(), seconds)  # fmt: skip
+                        landmarks.to_json(), seconds, skipped)  # fmt: skip
 
 
 def _frontal(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:

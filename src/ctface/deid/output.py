@@ -41,16 +41,27 @@ CODES = (
 
 
 def _replace_values(
-    values: np.ndarray, labels: np.ndarray, air: float, tissue: float
-) -> np.ndarray:
-    """``values`` with AIR / TISSUE labels set to the stored values of those HU."""
-    info = np.iinfo(values.dtype) if values.dtype.kind in "iu" else None
+    values: np.ndarray, labels: np.ndarray, air: float, tissue: float,
+    limits: tuple[float, float] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """``values`` with AIR / TISSUE labels set to the stored values of those HU, clamped to
+    ``limits`` (default: the dtype's range; DICOM: the BitsStored range)."""
+    if limits is None and values.dtype.kind in "iu":
+        info = np.iinfo(values.dtype)
+        limits = (float(info.min), float(info.max))
     out = values.copy()
     for label, v in ((AIR, air), (TISSUE, tissue)):
-        if info is not None:
-            v = float(np.clip(np.rint(v), info.min, info.max))
+        if limits is not None:
+            v = float(np.clip(np.rint(v), *limits))
         out[labels == label] = v
     return out
+
+
+def _stored_range(ds: Any) -> tuple[float, float]:
+    bits = int(ds.BitsStored)
+    if int(getattr(ds, "PixelRepresentation", 0)) == 1:
+        return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    return 0.0, float(2**bits - 1)
 
 
 @contextlib.contextmanager
@@ -146,11 +157,33 @@ def _defaced_dicom(path: Path, cut: FaceCut, anon: Any) -> Any:
     return ds
 
 
-def write_dicom(source: CtVolume, cut: FaceCut, out: Path, name: str) -> Path:
-    """The source's DICOM files defaced and de-identified, as ``out/name/IM00001.dcm``..."""
+def _slice_key(path: Path) -> tuple[object, ...]:
+    import pydicom
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    iop = tuple(round(float(v), 3) for v in getattr(ds, "ImageOrientationPatient", []))
+    return iop, int(getattr(ds, "Rows", 0)), int(getattr(ds, "Columns", 0))
+
+
+def stack_files(files: list[Path]) -> tuple[list[Path], int]:
+    """The files of the series' image stack (the most common orientation and size), and how
+    many others there are (localizers, odd slices): those are not written."""
+    from collections import Counter
+
+    keys = [_slice_key(f) for f in files]
+    common = Counter(keys).most_common(1)[0][0]
+    kept = [f for f, k in zip(files, keys, strict=True) if k == common]
+    return kept, len(files) - len(kept)
+
+
+def write_dicom(source: CtVolume, cut: FaceCut, out: Path, name: str) -> tuple[Path, int]:
+    """The source's DICOM slices defaced and de-identified, as ``out/name/IM00001.dcm``...;
+    files outside the image stack (localizers, other orientations) are left out (their number
+    is returned): they are not cut the same way and must not be shared as if they were."""
     files = [Path(p) for p in source.metadata.get("files", [])]
     if source.metadata.get("format") != "dicom" or not files:
         raise InvalidInputError("deface writes classic single-frame DICOM CT series only")
+    files, skipped = stack_files(files)
     anon = _anonymizer()
     final = out / name
     with staging(out) as tmp:
@@ -160,7 +193,7 @@ def write_dicom(source: CtVolume, cut: FaceCut, out: Path, name: str) -> Path:
             ds = _defaced_dicom(path, cut, anon)
             ds.save_as(folder / f"IM{n:05d}.dcm", enforce_file_format=True)
         _move_in(folder, final)
-    return final
+    return final, skipped
 
 
 # --- NIfTI / NRRD / MetaImage --------------------------------------------------------------
@@ -179,7 +212,7 @@ def _suffix(name: str) -> str:
     return ".nii.gz" if name.lower().endswith(".nii.gz") else Path(name).suffix
 
 
-def write_volume_file(source: CtVolume, cut: FaceCut, out: Path, name: str) -> Path:
+def write_volume_file(source: CtVolume, cut: FaceCut, out: Path, name: str) -> tuple[Path, int]:
     """The source volume file defaced, in its own format, as ``out/name``."""
     import SimpleITK as sitk
 
@@ -188,6 +221,14 @@ def write_volume_file(source: CtVolume, cut: FaceCut, out: Path, name: str) -> P
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InvalidInputError(f"{path.name}: deface writes single-channel 3-D volumes only")
     arr = sitk.GetArrayFromImage(image)
+    if arr.shape != source.hu.shape or not np.allclose(
+        _image_affine(image), source.affine_lps, atol=1e-3
+    ):
+        raise InvalidInputError(
+            f"{path.name}: its geometry reads differently in SimpleITK and in the reader (a "
+            "NIfTI whose sform and qform disagree?): deface will not write a scan whose cut "
+            "could land off the face"
+        )
     reached = cut.on_grid(_image_affine(image), arr.shape)
     if reached is not None:
         box, labels = reached
@@ -199,4 +240,4 @@ def write_volume_file(source: CtVolume, cut: FaceCut, out: Path, name: str) -> P
         sitk.WriteImage(result, str(tmp / name), useCompression=_suffix(name) != ".nii")
         for f in tmp.iterdir():  # a .mhd / .nhdr comes with its data file
             _move_in(f, out / f.name)
-    return final
+    return final, 0
