@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ctface.deid.attacks import Attack, Features, pair_score
+from ctface.deid.attacks import Attack, Features, attack_scores
 from ctface.deid.attacks import features as attack_features
 from ctface.deid.audit_metrics import (
     AttackMetrics,
@@ -130,22 +130,31 @@ def attack_matrix(attack: Attack, probes: list[ScanEvidence],
     """One attack's scores of every probe against every reference person."""
     names = sorted({r.person for r in references if r.person is not None})
     people = [r.person or "" for r in references]
-    scans = np.full((len(probes), len(references)), np.nan)
-    for p, probe in enumerate(probes):
-        for g, ref in enumerate(references):
-            scans[p, g] = _pair(attack, probe, ref)
+    scans = _scan_scores(attack, probes, references)
     mate = np.array([names.index(p.person) if p.person in names else -1 for p in probes])
     return AttackScores(str(attack), _person_scores(scans, people, names), mate,
                         [p.scan_id for p in probes], names)  # fmt: skip
 
 
-def _pair(attack: Attack, probe: ScanEvidence, ref: ScanEvidence) -> float:
+def _scan_scores(
+    attack: Attack, probes: list[ScanEvidence], references: list[ScanEvidence]
+) -> np.ndarray:
+    """(P, scans): template dot products (ctface), else ``attacks.attack_scores`` on the kept
+    features (one KD-tree per reference); NaN where a side has nothing to compare."""
     if attack == Attack.CTFACE:
-        if probe.template is None or ref.template is None:
-            return float("nan")
-        return float(probe.template @ ref.template)
-    a, b = probe.independent.get(str(attack)), ref.independent.get(str(attack))
-    return float("nan") if a is None or b is None else pair_score(a, b)
+        dim = next((e.template.shape[0] for e in (*probes, *references)
+                    if e.template is not None), 1)  # fmt: skip
+        nan = np.full(dim, np.nan, np.float32)
+
+        def vectors(es: list[ScanEvidence]) -> np.ndarray:
+            return np.array([e.template if e.template is not None else nan for e in es])
+
+        return vectors(probes) @ vectors(references).T
+
+    def kept(e: ScanEvidence) -> Features:
+        return e.independent.get(str(attack)) or Features(attack, failure="not extracted")
+
+    return attack_scores(attack, [kept(p) for p in probes], [kept(r) for r in references]).scores
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,7 @@ def _front(volume: CtVolume, frame: FaceFrame, shape: tuple[int, ...]) -> tuple[
     return axis, (shape[axis] - 1 if step[ax] > 0 else 0)
 
 
-def _depth(volume: CtVolume, hu: np.ndarray, outside: np.ndarray) -> np.ndarray:
+def _depth(volume: CtVolume, outside: np.ndarray) -> np.ndarray:
     sampling = volume.spacing[::-1]
     return ndimage.distance_transform_edt(~outside, sampling=sampling).astype(np.float32)
 
@@ -251,7 +251,7 @@ def plan_deface(
     hu = volume.hu[vbox]
     x, y, z = _frame_coords(volume, face.frame, vbox)
     outside = outside_air(hu, _front(volume, face.frame, hu.shape))
-    depth = _depth(volume, hu, outside)
+    depth = _depth(volume, outside)
     cut = _face_cut(face, boxes[0], x, y, z, depth, outside)
     if ears:
         b = boxes[1]
@@ -312,7 +312,7 @@ def intracranial(volume: CtVolume, landmarks: LandmarkSet) -> np.ndarray:
     whole = (slice(0, volume.hu.shape[0]), slice(0, volume.hu.shape[1]),
              slice(0, volume.hu.shape[2]))  # fmt: skip
     outside = outside_air(volume.hu, _front(volume, face.frame, volume.hu.shape))
-    depth = _depth(volume, volume.hu, outside)
+    depth = _depth(volume, outside)
     z = _frame_coords(volume, face.frame, whole)[2]
     return (depth > INTRACRANIAL_DEPTH_MM) & (z < face.eye_z) & ~outside
 
