@@ -22,6 +22,7 @@ LAYERS = [
     ["evaluate"],
     ["deid"],
     ["api"],
+    ["service"],
     ["cli", "__main__"],
 ]
 TRAINING = {

@@ -211,6 +211,35 @@ def test_audit_end_to_end_on_two_people(people: Path, tmp_path: Path, cli) -> No
     assert (out / "scans.csv").read_text().count("\n") == 3
 
 
+def test_audit_against_a_gallery_keeps_the_reidentified_scans(
+    people: Path, tmp_path: Path, cli
+) -> None:
+    """Reference = a gallery: the shared scan ctface re-identifies becomes a finding in it
+    (the service's review page), with its image and the person's gallery scan."""
+    from ctface.gallery.review import list_findings, probe_png
+    from ctface.gallery.store import GalleryDatabase
+
+    db = tmp_path / "g.db"
+    with ctface.Gallery.open(db) as g:
+        for person in ("S0001", "S0002"):
+            g.enroll(people / person / f"{person}_01.nii.gz", person)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "a.nii.gz").symlink_to(people / "S0001" / "S0001_02.nii.gz")
+    (tmp_path / "truth.csv").write_text("scan,person\na.nii.gz,S0001\n")
+    args = ("audit", "--scans", str(shared), "--reference", str(db), "--truth",
+            str(tmp_path / "truth.csv"), "--attack", "ctface", "--boot", "20")  # fmt: skip
+    for n in (1, 2):  # a second audit updates the finding, never adds a copy
+        r = cli(*args, "--out", str(tmp_path / f"audit{n}"))
+        assert r.returncode == 0, r.stderr
+    with GalleryDatabase(db) as g:
+        found, total = list_findings(g)
+        assert total == 1 and found[0].kind == "re-identified" and found[0].origin == "audit"
+        assert found[0].detail["person"] == "S0001" and found[0].detail["worst_rank"] == 1
+        assert [s["patient_id"] for s in found[0].detail["scans"]] == ["S0001"]
+        assert (probe_png(g, found[0].finding_id) or b"")[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("bad", ["no-truth-columns", "missing-reference"])
 def test_audit_bad_input(people: Path, tmp_path: Path, cli, bad: str) -> None:
     truth = tmp_path / "t.csv"

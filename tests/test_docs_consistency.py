@@ -948,6 +948,28 @@ FIGURES: list[Figure] = [
             "met" if get(DEFACE, "timing", "ratio") <= 2 else "not met",
         ],
     ),
+    # ------------------------------------------------------------------ README: service
+    (README, "{}", lambda: [_service_table()]),
+    (
+        README,
+        "identify of the same rescan (a {} slice DICOM series, sent as an {} MB zip)",
+        lambda: [
+            str(get(SERVICE, "data", "probe_slices")),
+            f0(get(SERVICE, "data", "probe_zip_mb")),
+        ],  # fmt: skip
+    ),
+    (
+        README,
+        "{}named the right patient. The service saves what a process per scan pays each time "
+        "(Python, imports, reading the models) and serves more scans per second at every "
+        "level{}; what is left",
+        lambda: _service_claims(),
+    ),
+    (
+        README,
+        "The server is ready {} s after it starts.",
+        lambda: [f"{get(SERVICE, 'server', 'warmup_s'):.1f}"],
+    ),
     # ------------------------------------------------------------------ README: reconcile
     (
         README,
@@ -1897,6 +1919,7 @@ def _views_claims() -> list[str]:
 
 RECONCILE = "reconcile.json"
 DEFACE = "deface.json"
+SERVICE = "service.json"
 
 
 def _maths_row(k: int) -> list[str]:
@@ -2096,6 +2119,28 @@ def _deface_claims() -> list[str]:
 
     return [claim(ok, ""), hits("reface", "ctface"), f"{100 * changed:.2f}",
             hits("remove", "surface-icp"), hits("reface", "surface-icp")]  # fmt: skip
+
+
+def _service_table() -> str:
+    """The README's table of benchmarks/service.py: per client count, both modes."""
+    rows = ["| clients | service p50 / p95 (s) | service scans/s | CLI p50 / p95 (s) | CLI "
+            "scans/s | p50 service / CLI | throughput service / CLI |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for s, c, r in zip(get(SERVICE, "service"), get(SERVICE, "cli"),
+                       get(SERVICE, "service_over_cli"), strict=True):  # fmt: skip
+        rows.append(f"| {s['clients']} | {s['p50_s']:.2f} / {s['p95_s']:.2f} | "
+                    f"{s['throughput_rps']:.3f} | {c['p50_s']:.2f} / {c['p95_s']:.2f} | "
+                    f"{c['throughput_rps']:.3f} | {r['p50_service_over_cli']:.2f} | "
+                    f"{r['throughput_service_over_cli']:.2f} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def _service_claims() -> list[str]:
+    """Every answer right; more scans per second than the CLI at every level."""
+    right = get(SERVICE, "all_right")
+    faster = all(r["throughput_service_over_cli"] > 1 for r in get(SERVICE, "service_over_cli"))
+    return ["Every answer " if right else "NOT every answer ",
+            "" if faster else " (NOT at every level)"]  # fmt: skip
 
 
 def _id(figure: Figure) -> str:

@@ -478,17 +478,26 @@ def test_rerun_processes_nothing_new(
 ) -> None:
     """A second run into the same --out reads the gallery of the first: no scan acquired, the
     same findings, the report images from the first run's OUT/images (none rendered again)."""
+    from ctface.gallery.review import Decision, list_findings, record_decision
     from ctface.gallery.store import GalleryDatabase
 
     out, res = local_run
     with GalleryDatabase(out / "archive.db") as g:
         before = (g.revision, len(g.scans()))
+        kept, total = list_findings(g)  # the findings are kept in the gallery for review
+        assert total == len(res["findings"]) == 3
+        assert {f.kind for f in kept} == {"split", "merge", "unlabeled"}
+        record_decision(g, kept[0].finding_id, Decision.ACCEPT, "alice", "checked")
     asked = _stub_frontals(monkeypatch)
     r = cli("reconcile", str(archive[0]), "--out", str(out), "--jobs", "2")
     assert r.returncode == 0, r.stderr
     assert "13 scans, 13 done in an earlier run, 0 to process" in r.stderr
     with GalleryDatabase(out / "archive.db") as g:
         assert (g.revision, len(g.scans())) == before == (13, 13)
+        again_kept, total = list_findings(g)  # found again: the same findings, decisions kept
+        assert total == 3 and {f.key for f in again_kept} == {f.key for f in kept}
+        decided = [f for f in again_kept if f.finding_id == kept[0].finding_id]
+        assert decided[0].status == "accept" and decided[0].decisions[0].user == "alice"
     again = json.loads((out / "findings.json").read_text())
     assert _same(again["findings"]) == _same(res["findings"])
     assert "split" in r.stdout and "S0005B" in r.stdout  # the table

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ctface.gallery.enroll import LazyGallery
     from ctface.gallery.reconcile import Reconciliation
     from ctface.gallery.records import Outcome
+    from ctface.gallery.review import DecisionRecord, ReviewFinding
     from ctface.gallery.store import GalleryDatabase
     from ctface.ingest.archive import ArchiveScan
     from ctface.ingest.volume import CtVolume
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     ModelLike: TypeAlias = FaceEmbedder | str | Path | None
     CalibrationLike: TypeAlias = Calibration | str | Path | None
     Probe: TypeAlias = str | Path | CtVolume | Template | Acquisition | np.ndarray
+    EnrollItem: TypeAlias = str | Path | ArchiveScan | CtVolume | Acquisition
 
 DEFAULT_FMR = 1e-3  # the shipped calibration's operating point (ctface.gallery.DEFAULT_FMR)
 
@@ -500,7 +502,7 @@ class Gallery:
 
     def enroll(
         self,
-        scans: str | Path | ArchiveScan | CtVolume | Iterable[str | Path | ArchiveScan | CtVolume],
+        scans: EnrollItem | Iterable[EnrollItem],
         patient_id: str,
         *,
         jobs: int = 1,
@@ -510,8 +512,9 @@ class Gallery:
 
         Parameters
         ----------
-        scans : path, CtVolume, or an iterable of them
-            CT scans (as ``load_ct`` reads them, or loaded volumes), one template each.
+        scans : path, CtVolume, Acquisition, or an iterable of them
+            CT scans (as ``load_ct`` reads them, loaded volumes, or scans ``acquire`` made
+            already), one template each.
         patient_id : str
             The patient they belong to.
         jobs : int
@@ -537,7 +540,7 @@ class Gallery:
         if not pid:
             raise InvalidInputError("the patient ID is empty")
         if isinstance(scans, str | os.PathLike) or not isinstance(scans, Iterable):
-            items: list[Any] = [scans]  # one scan: a path, an archive scan or a volume
+            items: list[Any] = [scans]  # one scan: a path, an archive scan, a volume, ...
         else:
             items = list(scans)
         return self._enroll([(s, pid) for s in items], jobs, False, False, on_outcome)
@@ -692,6 +695,85 @@ class Gallery:
         vector = _vector(probe, self.model)
         index = TemplateIndex.cached(templates, self.path)
         return decide(vector, index, calibration, fmr, top_k)
+
+    def record_identification(self, result: Identification, probe: Acquisition, label: str) -> int:
+        """Keep an identification for review (``findings``): the decision, candidates and the
+        probe's frontal depth image (the most recent ``review.RECENT_IDENTIFICATIONS``
+        undecided ones are kept). Returns the finding's ID."""
+        import secrets
+
+        from ctface.gallery.report import png_bytes
+        from ctface.gallery.review import ReviewKind, save_finding
+
+        top = result.candidates[0].score if result.candidates else None
+        verdict = result.patient_id or "not in gallery"
+        detail = {"label": label, **result.to_json(), "probe_quality": probe.record.quality}
+        keys = [c.scan_key for c in result.candidates]
+        return save_finding(self.db, f"identification:{secrets.token_hex(8)}",
+                            ReviewKind.IDENTIFICATION, "identify", top,
+                            f"identification: {label} -> {verdict}", detail, keys,
+                            png_bytes(probe.frontal))  # fmt: skip
+
+    def findings(
+        self,
+        *,
+        kind: str | None = None,
+        status: str = "all",
+        sort: str = "score",
+        descending: bool = True,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[ReviewFinding], int]:
+        """Findings kept for review (reconciliations' splits, merges and unlabeled scans;
+        recorded identifications) with their decisions, and how many match.
+
+        Parameters
+        ----------
+        kind : {"split", "merge", "unlabeled", "identification"}, optional
+        status : {"all", "open", "decided"}
+            Open: no accept or reject yet.
+        sort : {"score", "time"}
+        descending, limit, offset
+            Order and page.
+
+        Raises
+        ------
+        InvalidInputError
+            An unknown kind, status or sort.
+        """
+        from ctface.gallery.review import ReviewKind, Sort, list_findings
+
+        try:
+            kinds, order = ReviewKind(kind) if kind else None, Sort(sort)
+        except ValueError as e:
+            raise InvalidInputError(f"{e} (kinds: {', '.join(ReviewKind)}; sorts: "
+                                    f"{', '.join(Sort)})") from None  # fmt: skip
+        if not self.path.exists():
+            return [], 0
+        return list_findings(self.db, kind=kinds, status=status, sort=order,
+                             descending=descending, limit=limit, offset=offset)  # fmt: skip
+
+    def decide(self, finding_id: int, decision: str, user: str, note: str = "") -> DecisionRecord:
+        """Record a person's decision on a finding: ``accept``, ``reject`` or a ``note``, with
+        the user and time; earlier decisions are never changed (an audit trail).
+
+        Raises
+        ------
+        GalleryError
+            No finding with this ID.
+        InvalidInputError
+            An unknown decision, an empty note, or an empty user.
+        """
+        from ctface.gallery.review import Decision, record_decision
+
+        try:
+            made = Decision(decision)
+        except ValueError:
+            why = f"unknown decision {decision!r} (accept, reject, note)"
+            raise InvalidInputError(why) from None
+        if not user.strip():
+            raise InvalidInputError("a decision needs the user who made it")
+        return record_decision(self.db, finding_id, made, user.strip(), note)
 
     def verify(self, a: Probe, b: Probe, *, fmr: float = DEFAULT_FMR) -> Verification:
         """Are ``a`` and ``b`` the same person, decided with this gallery's calibration?

@@ -76,9 +76,16 @@ class FailureToAcquire(NoFaceError):
         super().__init__(f"failure to acquire ({code}): {reason}")
         self.code, self.reason = code, reason
 
+    def __reduce__(self) -> tuple[type, tuple[FailureCode, str]]:
+        return FailureToAcquire, (self.code, self.reason)  # crosses process pools whole
+
 
 class GalleryError(CtfaceError):
     """The gallery database cannot serve the request (another model's templates, not a ctface
     gallery, unknown patient or scan)."""
 
     exit_code = 7
+
+
+class UnknownEntryError(GalleryError):
+    """No patient, scan or finding with the given ID in the gallery (the service: 404)."""

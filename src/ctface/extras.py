@@ -1,7 +1,8 @@
 """Optional parts of ctface, installed as pip extras: ``plot`` (matplotlib: QC pictures and the
 evaluation report's figures), ``faiss`` (faiss-cpu: approximate search in large galleries),
 ``dask`` and ``ray`` (the distributed engines of ``ctface reconcile``), ``audit`` (dlib's face
-recognizer and quickshear: ``ctface audit``'s independent attacks and ``--compare``).
+recognizer and quickshear: ``ctface audit``'s independent attacks and ``--compare``),
+``service`` (FastAPI, uvicorn, python-multipart, prometheus-client: ``ctface serve``).
 The core imports and runs without them; a feature that needs a missing one says which extra
 to install (MissingDataError), and the gallery search falls back to exact search."""
 
@@ -21,6 +22,10 @@ EXTRAS = {
     "dlib": "audit",
     "face_recognition_models": "audit",
     "quickshear": "audit",
+    "fastapi": "service",
+    "uvicorn": "service",
+    "python_multipart": "service",
+    "prometheus_client": "service",
 }
 
 

@@ -22,11 +22,15 @@ from ctface.extras import require
 T = TypeVar("T")
 
 
-def process_pool(jobs: int) -> ProcessPoolExecutor:
-    """A pool of ``jobs`` worker processes started cleanly (see the module docstring)."""
+def process_pool(
+    jobs: int, initializer: Callable[..., object] | None = None, initargs: tuple[Any, ...] = ()
+) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` worker processes started cleanly (see the module docstring), each
+    running ``initializer(*initargs)`` first (the service: load the model once)."""
     return ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("forkserver")
-    )
+        max_workers=jobs, mp_context=multiprocessing.get_context("forkserver"),
+        initializer=initializer, initargs=initargs,
+    )  # fmt: skip
 
 
 def map_jobs(

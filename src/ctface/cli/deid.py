@@ -141,7 +141,9 @@ def audit(
     if compare:
         _run_compare(items, refs, attacks, out, w, jobs, boot, json_out)
     else:
-        _run_audit(items, refs, attacks, out, w, jobs, boot, json_out)
+        kept_in = reference if reference.is_file() else None  # a gallery: its review page
+        _run_audit(items, refs, attacks, out, w, jobs, boot, json_out, kept_in,
+                   ",".join(f.resolve().name for f in scans))  # fmt: skip
 
 
 def _references(reference: Path, attacks: list[Any], weights: str | None, jobs: int,
@@ -195,7 +197,8 @@ def _thumbnails(probes: list[Any], out: Path) -> dict[str, str]:
 
 
 def _run_audit(items: list[Any], refs: list[Any], attacks: list[Any], out: Path,
-               weights: str | None, jobs: int, boot: int, json_out: bool) -> None:  # fmt: skip
+               weights: str | None, jobs: int, boot: int, json_out: bool,
+               gallery: Path | None = None, dataset: str = "") -> None:  # fmt: skip
     from ctface.deid.audit import audit as run_audit
     from ctface.deid.audit import evidence_of
     from ctface.deid.audit_report import audit_document, write_audit_outputs
@@ -215,7 +218,31 @@ def _run_audit(items: list[Any], refs: list[Any], attacks: list[Any], out: Path,
     doc = audit_document(result.metrics, result.worst, inputs)
     doc["face_presence"] = result.presence  # per scan: gate verdict, face share, failures
     files = write_audit_outputs(out, doc, result.risks, _thumbnails(probes, out))
+    if gallery is not None:
+        _keep_risks(gallery, dataset, probes, result.risks)
     _print_audit(doc, result, files, json_out)
+
+
+def _keep_risks(gallery: Path, dataset: str, probes: list[Any], risks: list[Any]) -> None:
+    """The re-identified shared scans as findings in the reference gallery (``ctface serve``'s
+    review page), with their frontal images."""
+    from ctface.gallery.report import png_bytes
+    from ctface.gallery.review import save_audit_risks
+    from ctface.gallery.store import GalleryDatabase
+
+    person = {p.scan_id: p.person for p in probes}
+    rows = [{**r.to_json(), "person": person.get(r.probe_id)} for r in risks]
+    images = {p.scan_id: png_bytes(p.frontal) for p in probes if p.frontal is not None}
+    try:
+        with GalleryDatabase(gallery) as g:
+            n = len(save_audit_risks(g, dataset, rows, images))
+    except CtfaceError as e:  # a read-only reference: the audit's files are what counts
+        err.print(f"note: the findings were not kept in {gallery}: {e}", highlight=False,
+                  markup=False, soft_wrap=True)  # fmt: skip
+        return
+    if n:
+        err.print(f"{n} re-identified scans kept for review in {gallery}", highlight=False,
+                  markup=False)  # fmt: skip
 
 
 def _print_audit(doc: dict[str, Any], result: Any, files: dict[str, Path], json_out: bool) -> None:

@@ -145,8 +145,7 @@ def identify(
         probe = acquire_probe(scan, gallery.model, series_uid, json_out)
         result = gallery.identify(probe, fmr=fmr, top_k=top_k)
         seconds = time.perf_counter() - t0
-        out = {"scan": str(scan), **result.to_json(), "model_version": gallery.model.version,
-               "probe_quality": probe.record.quality, "seconds": round(seconds, 2)}  # fmt: skip
+        out = result.summary(str(scan), gallery.model.version, probe.record.quality, seconds)
         if html is not None:
             out["html"] = str(_identification_page(html, scan, probe, result, gallery.db))
     if json_out:

@@ -45,6 +45,7 @@ def _register() -> None:
         phantom,
         reconcile,
         render,
+        serve,
         train,
     )
 

@@ -99,13 +99,18 @@ def reconcile_gallery(
     all_splits: bool = False,
     jobs: int = 1,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Reconcile the gallery and write the three files (``frontals``: report images at hand,
-    by scan key); the summary (what --json prints) and the files written."""
+    """Reconcile the gallery, keep its findings in it for review (``ctface serve``'s review
+    page; a finding found again keeps its decisions) and write the three files
+    (``frontals``: report images at hand, by scan key); the summary (what --json prints) and
+    the files written."""
     if archive is not None and (not gallery.path.exists() or gallery.db.is_empty()):
         summary = _nothing_acquired(gallery, archive)  # a report that says so, not an error
     else:
+        from ctface.gallery.review import save_reconcile_findings
+
         result = gallery.reconcile(fmr=fmr, all_splits=all_splits)
         summary = _summary(gallery, result, archive, gallery.model.version)
+        save_reconcile_findings(gallery.db, summary["findings"])  # for the review page
     return summary, _write(gallery, summary, out, frontals, quiet, jobs)
 
 
@@ -214,9 +219,11 @@ def _write(gallery: Any, summary: dict[str, Any], out: Path, frontals: dict[int,
            quiet: bool, jobs: int) -> dict[str, str]:  # fmt: skip
     """The three files; the report's images from this run, from ``OUT/images/`` (an earlier
     run's, by the scan's content digest), else rendered again from the scans' sources in
-    ``jobs`` processes."""
+    ``jobs`` processes; the images also kept in the gallery (the review page shows them)."""
     from ctface.gallery.acquire import frontal_from_source
     from ctface.gallery.reconcile_report import MAX_PICTURED, write_outputs
+    from ctface.gallery.report import png_bytes
+    from ctface.gallery.review import save_scan_images
     from ctface.jobs import run_tasks
 
     pictured = {s["scan_key"] for f in summary["findings"][:MAX_PICTURED] for s in f["scans"]}
@@ -239,6 +246,9 @@ def _write(gallery: Any, summary: dict[str, Any], out: Path, frontals: dict[int,
     for key, rec in records.items():
         if images[key] is not None and rec.digest:
             _write_png(folder / f"{rec.digest}.png", images[key])
+    pngs = {k: png_bytes(v) for k, v in images.items() if v is not None}
+    if pngs:
+        save_scan_images(gallery.db, pngs)
     return write_outputs(out, summary, images.get)
 
 

@@ -60,6 +60,13 @@ class Identification:
                         "search": self.search},
         }  # fmt: skip
 
+    def summary(
+        self, scan: str, model_version: str, probe_quality: dict[str, Any], seconds: float
+    ) -> dict[str, Any]:
+        """What ``ctface identify --json`` prints and ``POST /v1/identify`` answers."""
+        return {"scan": scan, **self.to_json(), "model_version": model_version,
+                "probe_quality": probe_quality, "seconds": round(seconds, 2)}  # fmt: skip
+
 
 def identify(
     probe: np.ndarray, index: TemplateIndex, calibration: Calibration, fmr: float, top_k: int = 5

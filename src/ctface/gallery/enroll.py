@@ -52,13 +52,16 @@ def _model(model: FaceEmbedder | str | None, threads: int) -> FaceEmbedder:
 AcquireResult = tuple[Acquisition | None, FailureCode | None, str | None, float]
 
 
-def acquire_job(source: Source, model: FaceEmbedder | str | None, threads: int) -> AcquireResult:
+def acquire_job(
+    source: Source, model: FaceEmbedder | str | None, threads: int, series_uid: str | None = None
+) -> AcquireResult:
     """Acquire in this process or a worker (``model``: the model, or in a worker the weights
     file it reads once): (acquisition, failure code, reason, seconds); never raises for a bad
     scan."""
     t = time.perf_counter()
     try:
-        return acquire(source, _model(model, threads)), None, None, time.perf_counter() - t
+        acq = acquire(source, _model(model, threads), series_uid=series_uid)
+        return acq, None, None, time.perf_counter() - t
     except CtfaceError as e:
         return None, failure_code(e), str(e), time.perf_counter() - t
     except MemoryError:
@@ -74,7 +77,9 @@ def acquire_job(source: Source, model: FaceEmbedder | str | None, threads: int) 
         )
 
 
-def label(source: Source) -> str:
+def label(source: Source | Acquisition) -> str:
+    if isinstance(source, Acquisition):
+        return source.record.source
     return source.label if isinstance(source, ArchiveScan) else str(source)
 
 
@@ -119,9 +124,29 @@ def _known(
     return None
 
 
+def store_acquisition(
+    g: GalleryDatabase, pid: str, acq: Acquisition, version: str, source: str, secs: float = 0.0
+) -> Outcome:
+    """Store an acquired scan under ``pid`` unless its files are enrolled already (as this
+    patient: already-enrolled; as another: conflict) or its template is another model's."""
+    owner = g.find_digest(acq.record.digest)
+    if owner == pid:
+        return Outcome(source, pid, Status.ALREADY_ENROLLED, seconds=secs)
+    if owner is not None:
+        why = f"these files are already enrolled as {owner!r}"
+        return Outcome(source, pid, Status.FAILED, code=FailureCode.CONFLICT, reason=why,
+                       seconds=secs)  # fmt: skip
+    if acq.template.model_version != version:  # never store another model's
+        why = f"made by model {acq.template.model_version}, not {version}"
+        return Outcome(source, pid, Status.FAILED, code=FailureCode.ERROR, reason=why,
+                       seconds=secs)  # fmt: skip
+    key = g.add_scan(pid, acq.record, acq.template.vector, version)
+    return Outcome(source, pid, Status.ENROLLED, scan_key=key, seconds=secs)
+
+
 def enroll(
     db: LazyGallery,
-    items: Sequence[tuple[Source, str]],
+    items: Sequence[tuple[Source | Acquisition, str]],
     model: FaceEmbedder,
     *,
     jobs: int = 1,
@@ -136,8 +161,13 @@ def enroll(
     if db.existing is not None:
         db.existing.check_model(model.version)
     outcomes: dict[int, Outcome] = {}
-    todo: list[tuple[int, Source, str, str | None]] = []
+    todo: list[tuple[int, Source, str, str | None]] = []  # to acquire
     for n, (src, pid) in enumerate(items):
+        if isinstance(src, Acquisition):  # acquired already (the service's workers)
+            outcomes[n] = store_acquisition(db.get(), pid, src, model.version, label(src))
+            if on_outcome:
+                on_outcome(outcomes[n], src)
+            continue
         try:
             digest = src.digest if isinstance(src, ArchiveScan) else None
         except OSError as e:
@@ -160,21 +190,7 @@ def enroll(
             if record_failures and digest is not None:
                 db.get().add_failure(digest, label(src), code or FailureCode.ERROR, reason or "")
         else:
-            g = db.get()
-            owner = g.find_digest(acq.record.digest)
-            if owner == pid:
-                out = Outcome(label(src), pid, Status.ALREADY_ENROLLED, seconds=secs)
-            elif owner is not None:
-                why = f"these files are already enrolled as {owner!r}"
-                out = Outcome(label(src), pid, Status.FAILED, code=FailureCode.CONFLICT,
-                              reason=why, seconds=secs)  # fmt: skip
-            elif acq.template.model_version != model.version:  # never store another model's
-                why = f"made by model {acq.template.model_version}, not {model.version}"
-                out = Outcome(label(src), pid, Status.FAILED, code=FailureCode.ERROR,
-                              reason=why, seconds=secs)  # fmt: skip
-            else:
-                key = g.add_scan(pid, acq.record, acq.template.vector, model.version)
-                out = Outcome(label(src), pid, Status.ENROLLED, scan_key=key, seconds=secs)
+            out = store_acquisition(db.get(), pid, acq, model.version, label(src), secs)
         outcomes[n] = out
         if on_outcome:
             on_outcome(out, acq)

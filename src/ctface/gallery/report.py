@@ -24,13 +24,18 @@ STYLE = (
 )
 
 
-def png_data_uri(image: np.ndarray) -> str:
-    """uint8 grey image -> ``data:image/png;base64,...``."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 grey image -> PNG file bytes."""
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(buf, "png")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """uint8 grey image -> ``data:image/png;base64,...``."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 def _card(label: str, image: np.ndarray | None, css: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ctface.errors import GalleryError, MissingDataError, OutputError
+from ctface.errors import GalleryError, MissingDataError, OutputError, UnknownEntryError
 from ctface.files import save_npz_atomic
 from ctface.gallery.calibration import Calibration
 from ctface.gallery.records import ScanRecord
@@ -120,7 +120,8 @@ class GalleryDatabase:
             except OSError as e:
                 raise OutputError(f"cannot create the gallery folder {path.parent}: {e}") from e
         try:
-            self._db = sqlite3.connect(path, isolation_level=None)
+            # a writer waits up to 30 s for another (the service's threads, a CLI beside it)
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
         except sqlite3.DatabaseError as e:
             raise GalleryError(f"{path} cannot be opened as a gallery database ({e})") from e
         try:
@@ -181,6 +182,17 @@ class GalleryDatabase:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise OutputError(f"cannot write the gallery {self.path}: {e}") from e
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement (the review tables' reads, ``gallery.review``)."""
+        return self._db.execute(sql, args).fetchall()
+
+    def has_table(self, name: str) -> bool:
+        """Whether the table exists (tables added after schema 1 are made by their first
+        write, so a gallery without them reads as having none of their rows)."""
+        rows = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (name,))  # fmt: skip
+        return rows.fetchone() is not None
 
     def _get(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -379,7 +391,7 @@ class GalleryDatabase:
             n = db.execute("SELECT COUNT(*) FROM scans WHERE patient_id = ?", (patient_id,))
             count = int(n.fetchone()[0])
             if db.execute("DELETE FROM patients WHERE patient_id = ?", (patient_id,)).rowcount == 0:
-                raise GalleryError(f"no patient {patient_id!r} in {self.path}")
+                raise UnknownEntryError(f"no patient {patient_id!r} in {self.path}")
             self._bump()
         return count
 
@@ -389,7 +401,7 @@ class GalleryDatabase:
             row = db.execute("SELECT patient_id FROM scans WHERE scan_key = ?", (scan_key,))
             hit = row.fetchone()
             if hit is None:
-                raise GalleryError(f"no scan {scan_key} in {self.path}")
+                raise UnknownEntryError(f"no scan {scan_key} in {self.path}")
             db.execute("DELETE FROM scans WHERE scan_key = ?", (scan_key,))
             db.execute(
                 "DELETE FROM patients WHERE patient_id = ? AND NOT EXISTS "
@@ -414,8 +426,7 @@ class GalleryDatabase:
     def calibration(self) -> Calibration | None:
         """The stored site calibration; None when there is none (or no table: an older
         gallery)."""
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-        if "calibration" not in tables:
+        if not self.has_table("calibration"):
             return None
         row = self._db.execute(
             "SELECT model_version, provenance, genuine, impostor FROM calibration"

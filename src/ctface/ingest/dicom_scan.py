@@ -1,7 +1,8 @@
 """Find DICOM files (any name, nested folders), group them into series, choose the CT volume.
 
 Headers only (``dcmread(stop_before_pixels=True)``). Files without the "DICM" preamble are read
-with ``force=True`` and kept only if they carry a SOP class or a series UID plus image rows.
+with ``force=True`` when their first tag's group is 0002 or 0008 and kept only if they carry a
+SOP class or a series UID plus image rows.
 
 Choice among usable series (CT modality, CT image SOP class, not a localizer, >= 8 slices with
 positions): prefer a series whose top reaches within 30 mm of the highest slice of all usable
@@ -77,10 +78,28 @@ def has_preamble(path: Path) -> bool:
         return False
 
 
+RAW_FIRST_GROUPS = (0x0002, 0x0008)  # where a DICOM data set without preamble begins
+
+
+def starts_like_dicom(path: Path) -> bool:
+    """A file without the preamble may be DICOM only if its first tag's group is one a data
+    set begins with (file meta or identifying group, either byte order): arbitrary bytes
+    (zeros, text) are not parsed tag by tag, which takes minutes for a large file."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and any(int.from_bytes(head, order) in RAW_FIRST_GROUPS
+                                  for order in ("little", "big"))  # fmt: skip
+
+
 def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file, or None if ``path`` is not (readable) DICOM."""
     try:
         magic = has_preamble(path)
+        if not magic and not starts_like_dicom(path):
+            return None
         # PixelData is listed but deferred: not read now, read from the file when needed, so
         # each file is parsed once.
         ds = pydicom.dcmread(

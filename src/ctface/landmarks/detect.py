@@ -29,6 +29,7 @@ cut-off landmarks to just past the edge). A landmark CT-FAN does not see at all 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -198,6 +199,14 @@ def _detector(path: str | None) -> CtFanDetector:
 @lru_cache(maxsize=2)
 def _face_model(path: str | None) -> FaceModel:
     return load_face_model(path)
+
+
+def load_models() -> None:
+    """Read CT-FAN and the face model now rather than at the first scan (a service worker's
+    start); a missing face model is left to the first scan that needs it."""
+    _detector(None)
+    with contextlib.suppress(MissingDataError):
+        _face_model(None)
 
 
 def _confidence(peak: float, distance: float | None) -> float:
