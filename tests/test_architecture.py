@@ -22,7 +22,7 @@ LAYERS = [
     ["evaluate"],
     ["deid"],
     ["api"],
-    ["service"],
+    ["service", "pacs"],
     ["cli", "__main__"],
 ]
 TRAINING = {

@@ -89,3 +89,10 @@ class GalleryError(CtfaceError):
 
 class UnknownEntryError(GalleryError):
     """No patient, scan or finding with the given ID in the gallery (the service: 404)."""
+
+
+class RemoteError(CtfaceError):
+    """A server ctface talks to (a PACS over DICOMweb) cannot be reached or refuses a request;
+    what was done before stays done (the PACS loop resumes where it stopped)."""
+
+    exit_code = 8

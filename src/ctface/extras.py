@@ -2,7 +2,8 @@
 evaluation report's figures), ``faiss`` (faiss-cpu: approximate search in large galleries),
 ``dask`` and ``ray`` (the distributed engines of ``ctface reconcile``), ``audit`` (dlib's face
 recognizer and quickshear: ``ctface audit``'s independent attacks and ``--compare``),
-``service`` (FastAPI, uvicorn, python-multipart, prometheus-client: ``ctface serve``).
+``service`` (FastAPI, uvicorn, python-multipart, prometheus-client: ``ctface serve``),
+``pacs`` (highdicom and dicomweb-client: ``ctface pacs``, DICOMweb and the SR it stores).
 The core imports and runs without them; a feature that needs a missing one says which extra
 to install (MissingDataError), and the gallery search falls back to exact search."""
 
@@ -26,6 +27,8 @@ EXTRAS = {
     "uvicorn": "service",
     "python_multipart": "service",
     "prometheus_client": "service",
+    "highdicom": "pacs",
+    "dicomweb_client": "pacs",
 }
 
 

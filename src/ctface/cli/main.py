@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback), 2 usage,
 3 missing data (face model, ...), 4 invalid input, 5 output cannot be written, 6 no usable
-face in the CT; Ctrl-C stops
+face in the CT, 7 the gallery cannot serve the request, 8 a server (PACS) cannot be reached;
+Ctrl-C stops
 with click's 'Aborted!' (exit 1) and leaves no partial output.
 """
 
@@ -42,6 +43,7 @@ def _register() -> None:
         evaluate,
         gallery,
         landmarks,
+        pacs,
         phantom,
         reconcile,
         render,

@@ -59,6 +59,7 @@ class ReviewKind(StrEnum):
     UNLABELED = "unlabeled"
     IDENTIFICATION = "identification"
     REIDENTIFIED = "re-identified"  # ``ctface audit``: a shared scan its person is found by
+    PACS_MISMATCH = "pacs-mismatch"  # ``ctface pacs``: a study whose face is not its PatientID
 
 
 class Decision(StrEnum):

@@ -194,6 +194,15 @@ class GalleryDatabase:
                                 (name,))  # fmt: skip
         return rows.fetchone() is not None
 
+    def setting(self, key: str) -> str | None:
+        """A value kept under ``key`` by a later layer (``pacs.*``: the PACS loop's place in
+        its server's change feed)."""
+        return self._get(f"x.{key}")
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction():
+            self._set(f"x.{key}", value)
+
     def _get(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])

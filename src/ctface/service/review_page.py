@@ -84,7 +84,7 @@ def _images(f: ReviewFinding) -> str:
     if f.has_probe_image:
         probe = f"<b>probe</b><br>{_e(f.detail.get('label', ''))}"
         cards.append(_card(probe, f"/v1/findings/{f.finding_id}/probe", "probe"))
-    if f.kind == "identification":
+    if "candidates" in f.detail:  # an identification, a PACS study
         hit = f.detail.get("decision", {}).get("patient_id")
         for c in f.detail.get("candidates", []):
             label = f"#{c['rank']} {_e(c['patient_id'])}<br>score {c['score']:.3f}"

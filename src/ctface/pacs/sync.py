@@ -1,0 +1,390 @@
+"""``ctface pacs sync``: new CT studies from a DICOMweb server identified, the result stored
+back into each study as a DICOM Structured Report.
+
+The shape of the integrations hospitals already run (mercure, Kaapana, MONAI Deploy): wait
+until a study is complete, pull its CT series, run, send the result back as DICOM. Studies are
+found through Orthanc's change feed (``StableStudy`` events; ``--orthanc``), or else by
+QIDO-RS queries for studies with CT; each is pulled with WADO-RS (``dicomweb-client``),
+acquired and identified with the library API (``ctface.api``), and answered with an SR
+(``pacs.report``) by STOW-RS. The originals are never changed.
+
+A study whose face is not its header's PatientID (another enrolled patient's face, or not the
+enrolled patient's) becomes a finding in the gallery (the service's review page): the
+correction is a person's, through the hospital's own patient-information reconciliation.
+
+Resumable and idempotent: each study's outcome is kept in the gallery (``pacs_studies``) and
+the feed's position after it (``pacs.orthanc_change``); a study already holding a ctface SR is
+never answered twice, so a crash re-does at most the study in flight, and its finding and
+enrollment are the same ones again. A study that fails (no usable face, unreadable) is recorded
+with its code and not tried again unless asked (``retry_failed``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ctface.api import Gallery
+from ctface.errors import CtfaceError, FailureCode, RemoteError
+from ctface.gallery.acquire import Acquisition
+from ctface.gallery.enroll import failure_code
+from ctface.gallery.store import GalleryDatabase
+
+STUDIES_TABLE = """
+CREATE TABLE IF NOT EXISTS pacs_studies (
+    study_uid TEXT PRIMARY KEY, status TEXT NOT NULL, series_uid TEXT, sr_uid TEXT,
+    header_patient_id TEXT, decision TEXT, code TEXT, reason TEXT, at TEXT NOT NULL)
+"""
+CHANGES_PAGE = 100
+SR_DESCRIPTION = "ctface identification"
+TAG = {"modality": "00080060", "series_uid": "0020000E", "description": "0008103E",
+       "study_uid": "0020000D", "instances": "00201209"}  # fmt: skip
+
+
+class StudyStatus(StrEnum):
+    DONE = "done"  # identified, SR stored
+    FAILED = "failed"  # no usable face, or unreadable: recorded, not tried again
+    NO_CT = "no-ct"  # nothing to do (ignored, not recorded: a CT series may come later)
+    ANSWERED = "answered"  # already holds a ctface SR (an earlier run's)
+
+
+@dataclass(frozen=True)
+class PacsSettings:
+    dicomweb: str
+    orthanc: str | None = None  # Orthanc's REST root: its change feed
+    auth: tuple[str, str] | None = None  # HTTP basic
+    token: str | None = None  # bearer
+    fmr: float = 1e-3
+    enroll_confirmed: bool = False
+    kos: bool = True  # a Key Object Selection flagging a mismatching study's CT for review
+    retry_failed: bool = False
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    study_uid: str
+    status: StudyStatus
+    series_uid: str | None = None
+    header_patient_id: str | None = None
+    decision: dict[str, Any] | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    sr_sop_instance_uid: str | None = None
+    mismatch: bool = False
+    enrolled: bool = False
+    code: str | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in self.__dict__.items()}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# -- the server ------------------------------------------------------------------------------
+def session(settings: PacsSettings) -> Any:
+    """A requests session with the server's credentials."""
+    import requests
+
+    s = requests.Session()
+    if settings.auth:
+        s.auth = settings.auth
+    if settings.token:
+        s.headers["Authorization"] = f"Bearer {settings.token}"
+    return s
+
+
+def client(settings: PacsSettings) -> Any:
+    from ctface.extras import require
+
+    require("dicomweb_client", "ctface pacs")
+    require("highdicom", "ctface pacs")
+    from dicomweb_client.api import DICOMwebClient
+
+    return DICOMwebClient(settings.dicomweb.rstrip("/"), session=session(settings))
+
+
+def remote(what: str, url: str, e: Exception) -> RemoteError:
+    return RemoteError(f"{what} at {url} failed: {type(e).__name__}: {str(e)[:200]}")
+
+
+def _value(item: dict[str, Any], tag: str) -> str | None:
+    values = item.get(TAG[tag], {}).get("Value") or []
+    return str(values[0]) if values else None
+
+
+def orthanc_studies(
+    settings: PacsSettings, since: int, pending: set[str]
+) -> Iterator[tuple[int, str | None]]:
+    """(change sequence, study UID or None) for every change after ``since``: the UID of the
+    studies that became stable, None for the other changes (the position moves past them).
+    ``pending`` (Orthanc IDs) gains the new studies and loses the stable ones: Orthanc keeps
+    its not-yet-stable studies in memory, and one stopped before a study became stable never
+    announces it (``stable_pending`` finds those)."""
+    s, root = session(settings), (settings.orthanc or "").rstrip("/")
+    while True:
+        try:
+            page = s.get(f"{root}/changes", params={"since": since, "limit": CHANGES_PAGE},
+                         timeout=60)  # fmt: skip
+            page.raise_for_status()
+            body = page.json()
+        except Exception as e:  # noqa: BLE001 - connection, HTTP, JSON: one line, resumable
+            raise remote("reading the change feed", root, e) from e
+        for change in body.get("Changes", []):
+            since, kind, oid = int(change["Seq"]), change.get("ChangeType"), str(change["ID"])
+            uid = None
+            if kind == "NewStudy":
+                pending.add(oid)
+            elif kind == "StableStudy":
+                pending.discard(oid)
+                uid = _orthanc_study_uid(s, root, oid)
+            yield since, uid
+        if body.get("Done", True):
+            return
+
+
+def _orthanc_study(s: Any, root: str, orthanc_id: str) -> dict[str, Any] | None:
+    try:
+        r = s.get(f"{root}/studies/{orthanc_id}", timeout=60)
+        if r.status_code == 404:
+            return None  # deleted since
+        r.raise_for_status()
+        return dict(r.json())
+    except Exception as e:  # noqa: BLE001
+        raise remote("reading a study", root, e) from e
+
+
+def _orthanc_study_uid(s: Any, root: str, orthanc_id: str) -> str | None:
+    study = _orthanc_study(s, root, orthanc_id)
+    return None if study is None else str(study["MainDicomTags"]["StudyInstanceUID"])
+
+
+def stable_pending(settings: PacsSettings, pending: set[str]) -> list[str]:
+    """Study UIDs of the pending studies that are stable now (taken out of ``pending``, as are
+    the deleted ones)."""
+    s, root = session(settings), (settings.orthanc or "").rstrip("/")
+    out = []
+    for oid in sorted(pending):
+        study = _orthanc_study(s, root, oid)
+        if study is None or study.get("IsStable"):
+            pending.discard(oid)
+        if study is not None and study.get("IsStable"):
+            out.append(str(study["MainDicomTags"]["StudyInstanceUID"]))
+    return out
+
+
+def qido_studies(web: Any, settings: PacsSettings) -> list[str]:
+    """Study UIDs of the studies with CT (QIDO-RS, paged)."""
+    out: list[str] = []
+    offset = 0
+    while True:
+        try:
+            found = web.search_for_studies(search_filters={"ModalitiesInStudy": "CT"},
+                                           offset=offset, limit=500)  # fmt: skip
+        except Exception as e:  # noqa: BLE001
+            raise remote("searching for studies", settings.dicomweb, e) from e
+        out += [u for u in (_value(f, "study_uid") for f in found) if u]
+        if len(found) < 500:
+            return out
+        offset += len(found)
+
+
+# -- the gallery's record of the loop -------------------------------------------------------
+def studies_done(db: GalleryDatabase, retry_failed: bool) -> set[str]:
+    """Studies no run needs to look at again."""
+    if not db.has_table("pacs_studies"):
+        return set()
+    skip = "status != 'failed'" if retry_failed else "1"
+    return {str(r[0]) for r in db.query(f"SELECT study_uid FROM pacs_studies WHERE {skip}")}
+
+
+def record(db: GalleryDatabase, r: StudyResult) -> None:
+    with db.transaction() as conn:
+        conn.execute(STUDIES_TABLE)
+        conn.execute(
+            "INSERT OR REPLACE INTO pacs_studies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.study_uid, str(r.status), r.series_uid, r.sr_sop_instance_uid,
+             r.header_patient_id, json.dumps(r.decision) if r.decision else None, r.code,
+             r.reason, _now()),
+        )  # fmt: skip
+
+
+# -- one study -------------------------------------------------------------------------------
+def _series(web: Any, settings: PacsSettings, study_uid: str) -> list[dict[str, Any]]:
+    try:
+        return list(web.search_for_series(study_uid))
+    except Exception as e:  # noqa: BLE001
+        raise remote("searching the study's series", settings.dicomweb, e) from e
+
+
+def _retrieve(web: Any, settings: PacsSettings, study_uid: str, series: list[str],
+              folder: Path) -> dict[str, list[Path]]:  # fmt: skip
+    """The CT series' instances written to ``folder`` as they stream in (what ``load_ct``
+    reads; none is held in memory): their files, by series UID."""
+    out: dict[str, list[Path]] = {}
+    for n, uid in enumerate(series):
+        files = out.setdefault(uid, [])
+        try:
+            for k, ds in enumerate(web.iter_series(study_uid, uid)):
+                files.append(folder / f"{n:03d}_{k:05d}.dcm")
+                ds.save_as(files[-1], enforce_file_format=True)
+        except Exception as e:  # noqa: BLE001
+            raise remote("retrieving a series", settings.dicomweb, e) from e
+    return out
+
+
+def _headers(files: list[Path]) -> list[Any]:
+    """The instances' headers (the SR's evidence: no pixel data needed)."""
+    import pydicom
+
+    return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+
+
+def process_study(
+    web: Any, gallery: Gallery, settings: PacsSettings, study_uid: str
+) -> StudyResult:
+    """Identify one study and answer it (module docstring); every outcome recorded."""
+    found = _series(web, settings, study_uid)
+    if any(_value(s, "modality") == "SR" and _value(s, "description") == SR_DESCRIPTION
+           for s in found):  # fmt: skip
+        return StudyResult(study_uid, StudyStatus.ANSWERED)
+    ct = {u: _value(s, "instances") for s in found
+          if _value(s, "modality") == "CT" and (u := _value(s, "series_uid"))}  # fmt: skip
+    if not ct:
+        return StudyResult(study_uid, StudyStatus.NO_CT)
+    with tempfile.TemporaryDirectory(prefix="ctface-pacs-") as tmp:
+        files = _retrieve(web, settings, study_uid, list(ct), Path(tmp))
+        for uid, count in ct.items():
+            if count is not None and len(files[uid]) < int(count):
+                raise RemoteError(f"series {uid} of study {study_uid} arrived incomplete "
+                                  f"({len(files[uid])} of {count} instances) from "
+                                  f"{settings.dicomweb}")  # fmt: skip
+        try:
+            acq = _acquire(Path(tmp), gallery)
+        except CtfaceError as e:
+            _series(web, settings, study_uid)  # the server still there: the study's own fault
+            first = next((f[0] for f in files.values() if f), None)
+            header = str(_headers([first])[0].get("PatientID", "")) if first else ""
+            return StudyResult(study_uid, StudyStatus.FAILED, header_patient_id=header,
+                               code=str(failure_code(e)),
+                               reason=str(e).replace(tmp, "<study>"))  # fmt: skip
+        series_uid = acq.record.series_uid or next(iter(files))
+        evidence = _headers(files[series_uid])
+    return _answer(web, gallery, settings, study_uid, acq, series_uid, evidence)
+
+
+def _acquire(folder: Path, gallery: Gallery) -> Acquisition:
+    from ctface.api import acquire
+
+    return acquire(folder, model=gallery.model)
+
+
+def _answer(web: Any, gallery: Gallery, settings: PacsSettings, study_uid: str,
+            acq: Acquisition, series_uid: str, evidence: list[Any]) -> StudyResult:  # fmt: skip
+    from ctface.pacs.report import identification_sr, review_kos
+
+    header = str(evidence[0].get("PatientID", ""))
+    result = gallery.identify(acq, fmr=settings.fmr)
+    summary = result.summary(study_uid, gallery.model.version, acq.record.quality, 0.0)
+    enrolled_ids = {p for p, _ in gallery.db.patients()}
+    face = result.patient_id
+    mismatch = bool(header) and face != header and (face is not None or header in enrolled_ids)
+    if mismatch:
+        _keep_finding(gallery, study_uid, series_uid, header, result, acq)
+    enrolled = False
+    if settings.enroll_confirmed and header and (face == header or (
+            face is None and header not in enrolled_ids)):  # fmt: skip
+        source = replace(acq.record, source=f"pacs {study_uid}/{series_uid}")
+        (outcome,) = gallery.enroll(replace(acq, record=source), header)
+        enrolled = outcome.status == "enrolled"
+    sr = identification_sr(evidence, summary, header)
+    answer = [sr] + ([review_kos(evidence, sr)] if mismatch and settings.kos else [])
+    try:
+        web.store_instances(answer, study_uid)
+    except Exception as e:  # noqa: BLE001
+        raise remote("storing the SR", settings.dicomweb, e) from e
+    return StudyResult(study_uid, StudyStatus.DONE, series_uid, header,
+                       summary["decision"], summary["candidates"],
+                       str(sr.SOPInstanceUID), mismatch, enrolled)  # fmt: skip
+
+
+def _keep_finding(gallery: Gallery, study_uid: str, series_uid: str, header: str, result: Any,
+                  acq: Acquisition) -> None:  # fmt: skip
+    from ctface.gallery.report import png_bytes
+    from ctface.gallery.review import ReviewKind, save_finding
+
+    face = result.patient_id or "not in gallery"
+    best = result.candidates[0].score if result.candidates else None
+    check = (
+        f"the header says {header}, the face is {face}: correct it through the "
+        "hospital's patient-information reconciliation (ctface changes nothing)"
+    )
+    detail = {"label": f"study {study_uid}", "study_uid": study_uid, "series_uid": series_uid,
+              "header_patient_id": header, **result.to_json(), "check": check}  # fmt: skip
+    save_finding(gallery.db, f"pacs-mismatch:{study_uid}", ReviewKind.PACS_MISMATCH, "pacs",
+                 best, f"PACS study: header {header}, face {face}", detail,
+                 [c.scan_key for c in result.candidates], png_bytes(acq.frontal))  # fmt: skip
+
+
+def _failed(gallery: Gallery, r: StudyResult) -> None:
+    """A study that failed also in the gallery's failures (the review page lists them)."""
+    digest = hashlib.sha256(f"pacs:{r.study_uid}".encode()).hexdigest()
+    gallery.db.add_failure(digest, f"pacs/{r.study_uid}", r.code or FailureCode.ERROR,
+                           r.reason or "")  # fmt: skip
+
+
+# -- a run -----------------------------------------------------------------------------------
+def sync_once(
+    gallery: Gallery,
+    settings: PacsSettings,
+    on_study: Callable[[StudyResult], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> list[StudyResult]:
+    """Process what the server has now; every study's outcome is recorded as it ends (the
+    results of this run, in order). ``stop``: asked between studies."""
+    gallery.check(settings.fmr)  # no gallery, another model's, a bad FMR: before any work
+    web = client(settings)
+    db = gallery.db
+    done = studies_done(db, settings.retry_failed)
+    results: list[StudyResult] = []
+
+    def one(uid: str) -> None:
+        r = process_study(web, gallery, settings, uid)
+        if r.status == StudyStatus.FAILED:
+            _failed(gallery, r)
+        if r.status != StudyStatus.NO_CT:  # a CT series may come later: look again then
+            record(db, r)
+            done.add(uid)
+        results.append(r)
+        if on_study:
+            on_study(r)
+
+    if settings.orthanc:
+        since = int(db.setting("pacs.orthanc_change") or 0)
+        pending = set(json.loads(db.setting("pacs.orthanc_pending") or "[]"))
+        for seq, uid in orthanc_studies(settings, since, pending):
+            if stop():
+                break
+            if uid is not None and uid not in done:
+                one(uid)
+            db.set_setting("pacs.orthanc_change", str(seq))
+            db.set_setting("pacs.orthanc_pending", json.dumps(sorted(pending)))
+        for uid in stable_pending(settings, pending) if not stop() else []:
+            if uid not in done:
+                one(uid)
+            db.set_setting("pacs.orthanc_pending", json.dumps(sorted(pending)))
+    else:
+        for uid in qido_studies(web, settings):
+            if stop():
+                break
+            if uid not in done:
+                one(uid)
+    return results
