@@ -278,3 +278,48 @@ def test_sync_with_credentials(tmp_path: Path, cli: Cli, hospital: dict[str, Any
         assert ok.returncode == 0, ok.stderr
         assert json.loads(ok.stdout) == {"studies": [], "failed": []}
         assert cli(*base, "--auth", "no-colon").returncode == 4
+
+
+class _Reply:
+    """A STOW-RS answer: what was stored, what failed."""
+
+    def __init__(self, stored: list[str], failed: int) -> None:
+        from pydicom import Dataset
+
+        self.ReferencedSOPSequence = [Dataset() for _ in stored]
+        for ds, uid in zip(self.ReferencedSOPSequence, stored, strict=True):
+            ds.ReferencedSOPInstanceUID = uid
+        self.FailedSOPSequence = [Dataset() for _ in range(failed)]
+
+
+def test_stow_answers_and_http_errors_are_told_apart() -> None:
+    """A 200/202 that lists a failure is a refusal; 4xx refuses the study (recorded, the loop
+    goes on), no answer / 5xx / 429 stop the run (tried again next time)."""
+    import requests
+    from pydicom import Dataset
+
+    from ctface.errors import RemoteError
+    from ctface.pacs.sync import PacsSettings, _store, remote
+
+    sr = Dataset()
+    sr.SOPInstanceUID = "1.2.3"
+
+    class Web:
+        def __init__(self, reply: Any) -> None:
+            self.reply = reply
+
+        def store_instances(self, datasets: list[Any], study: str) -> Any:
+            return self.reply
+
+    settings = PacsSettings("http://pacs/dicom-web")
+    _store(Web(_Reply(["1.2.3"], 0)), settings, "9", [sr])  # stored: no error
+    for reply in (_Reply(["1.2.3"], 1), _Reply([], 0)):
+        with pytest.raises(RemoteError) as e:
+            _store(Web(reply), settings, "9", [sr])
+        assert not e.value.transient
+    for status, transient in ((409, False), (400, False), (503, True), (429, True)):
+        response = requests.Response()
+        response.status_code = status
+        error = requests.HTTPError(f"{status}", response=response)
+        assert remote("storing", "http://pacs", error).transient is transient
+    assert remote("storing", "http://pacs", requests.ConnectionError("refused")).transient

@@ -93,6 +93,9 @@ class UnknownEntryError(GalleryError):
 
 class RemoteError(CtfaceError):
     """A server ctface talks to (a PACS over DICOMweb) cannot be reached or refuses a request;
-    what was done before stays done (the PACS loop resumes where it stopped)."""
+    what was done before stays done (the PACS loop resumes where it stopped). ``transient``:
+    no answer, a timeout, 5xx or 429 (try again later); False: the server refused this request
+    (4xx), which trying again will not change."""
 
     exit_code = 8
+    transient = True

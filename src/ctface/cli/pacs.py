@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from ctface.cli.main import app, err
-from ctface.errors import InvalidInputError
+from ctface.errors import InvalidInputError, RemoteError
 
 pacs_app = typer.Typer(help="The PACS loop: identify CT studies, answer with DICOM SRs.",
                        no_args_is_help=True)  # fmt: skip
@@ -77,6 +77,7 @@ def sync(
     results: list[Any] = []
 
     def show(r: Any) -> None:
+        results.append(r)
         if not json_out:
             what = (r.decision or {}).get("patient_id") or (
                 "not in gallery" if r.status == StudyStatus.DONE else r.code or r.status
@@ -87,7 +88,14 @@ def sync(
 
     with Gallery.open(db, model=weights) as gallery:
         while True:
-            results += sync_once(gallery, settings, show, lambda: stopping["now"])
+            try:
+                sync_once(gallery, settings, show, lambda: stopping["now"])
+            except RemoteError as e:
+                if once:  # what this run did, then the one-line error (exit 8)
+                    _report(results, json_out)
+                    raise
+                err.print(f"ctface: {e} (trying again in {interval:g} s)", highlight=False,
+                          markup=False, soft_wrap=True)  # fmt: skip
             if once or stopping["now"]:
                 break
             deadline = time.monotonic() + interval
@@ -95,6 +103,12 @@ def sync(
                 time.sleep(0.2)
             if stopping["now"]:
                 break
+    _report(results, json_out)
+
+
+def _report(results: list[Any], json_out: bool) -> None:
+    from ctface.pacs.sync import StudyStatus
+
     done = [r.to_json() for r in results if r.status == StudyStatus.DONE]
     failed = [r.to_json() for r in results if r.status == StudyStatus.FAILED]
     if json_out:

@@ -200,8 +200,14 @@ class GalleryDatabase:
         return self._get(f"x.{key}")
 
     def set_setting(self, key: str, value: str) -> None:
-        with self.transaction():
-            self._set(f"x.{key}", value)
+        with self.transaction() as conn:
+            self.put_settings(conn, {key: value})
+
+    def put_settings(self, conn: sqlite3.Connection, values: dict[str, str]) -> None:
+        """Set ``values`` inside the caller's transaction (``conn`` from ``transaction()``): a
+        later layer's state written together with its own rows."""
+        for key, value in values.items():
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"x.{key}", value))
 
     def _get(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

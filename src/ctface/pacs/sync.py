@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ctface.api import Gallery
-from ctface.errors import CtfaceError, FailureCode, RemoteError
+from ctface.errors import CtfaceError, FailureCode, InvalidInputError, RemoteError
 from ctface.gallery.acquire import Acquisition
 from ctface.gallery.enroll import failure_code
 from ctface.gallery.store import GalleryDatabase
@@ -109,11 +109,19 @@ def client(settings: PacsSettings) -> Any:
     require("highdicom", "ctface pacs")
     from dicomweb_client.api import DICOMwebClient
 
-    return DICOMwebClient(settings.dicomweb.rstrip("/"), session=session(settings))
+    try:
+        return DICOMwebClient(settings.dicomweb.rstrip("/"), session=session(settings))
+    except ValueError as e:
+        raise InvalidInputError(f"--dicomweb {settings.dicomweb!r}: {e}") from None
 
 
 def remote(what: str, url: str, e: Exception) -> RemoteError:
-    return RemoteError(f"{what} at {url} failed: {type(e).__name__}: {str(e)[:200]}")
+    """The error of a request to the server: transient (no answer, a timeout, 5xx, 429: the
+    run stops, the next one tries again) or the server's refusal of this study (4xx)."""
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    error = RemoteError(f"{what} at {url} failed: {type(e).__name__}: {str(e)[:200]}")
+    error.transient = bool(status is None or status >= 500 or status == 429)
+    return error
 
 
 def _value(item: dict[str, Any], tag: str) -> str | None:
@@ -138,6 +146,9 @@ def orthanc_studies(
             body = page.json()
         except Exception as e:  # noqa: BLE001 - connection, HTTP, JSON: one line, resumable
             raise remote("reading the change feed", root, e) from e
+        if not body.get("Changes") and int(body.get("Last", since)) < since:
+            since = 0  # a new Orthanc index: read its feed from the start (done studies stay)
+            continue
         for change in body.get("Changes", []):
             since, kind, oid = int(change["Seq"]), change.get("ChangeType"), str(change["ID"])
             uid = None
@@ -167,47 +178,52 @@ def _orthanc_study_uid(s: Any, root: str, orthanc_id: str) -> str | None:
     return None if study is None else str(study["MainDicomTags"]["StudyInstanceUID"])
 
 
-def stable_pending(settings: PacsSettings, pending: set[str]) -> list[str]:
-    """Study UIDs of the pending studies that are stable now (taken out of ``pending``, as are
-    the deleted ones)."""
+def stable_pending(settings: PacsSettings, pending: set[str]) -> Iterator[tuple[str, str | None]]:
+    """(Orthanc ID, study UID) of the pending studies that are stable now, or (ID, None) for
+    those deleted since; ``pending`` itself is left to the caller (it drops each one once its
+    outcome is recorded)."""
     s, root = session(settings), (settings.orthanc or "").rstrip("/")
-    out = []
     for oid in sorted(pending):
         study = _orthanc_study(s, root, oid)
-        if study is None or study.get("IsStable"):
-            pending.discard(oid)
-        if study is not None and study.get("IsStable"):
-            out.append(str(study["MainDicomTags"]["StudyInstanceUID"]))
-    return out
+        if study is None:
+            yield oid, None
+        elif study.get("IsStable"):
+            yield oid, str(study["MainDicomTags"]["StudyInstanceUID"])
+
+
+QIDO_PAGE = 200
 
 
 def qido_studies(web: Any, settings: PacsSettings) -> list[str]:
-    """Study UIDs of the studies with CT (QIDO-RS, paged)."""
-    out: list[str] = []
-    offset = 0
+    """Study UIDs of the studies with CT (QIDO-RS), page by page until a page brings nothing
+    new (a server may cap a page below what was asked, or ignore the offset)."""
+    out: dict[str, None] = {}
     while True:
         try:
             found = web.search_for_studies(search_filters={"ModalitiesInStudy": "CT"},
-                                           offset=offset, limit=500)  # fmt: skip
+                                           offset=len(out), limit=QIDO_PAGE)  # fmt: skip
         except Exception as e:  # noqa: BLE001
             raise remote("searching for studies", settings.dicomweb, e) from e
-        out += [u for u in (_value(f, "study_uid") for f in found) if u]
-        if len(found) < 500:
-            return out
-        offset += len(found)
+        new = [u for u in (_value(f, "study_uid") for f in found) if u and u not in out]
+        if not new:
+            return list(out)
+        out.update(dict.fromkeys(new))
 
 
 # -- the gallery's record of the loop -------------------------------------------------------
-def studies_done(db: GalleryDatabase, retry_failed: bool) -> set[str]:
-    """Studies no run needs to look at again."""
+def recorded(db: GalleryDatabase) -> dict[str, str]:
+    """Study UID -> its recorded status."""
     if not db.has_table("pacs_studies"):
-        return set()
-    skip = "status != 'failed'" if retry_failed else "1"
-    return {str(r[0]) for r in db.query(f"SELECT study_uid FROM pacs_studies WHERE {skip}")}
+        return {}
+    return {str(a): str(b) for a, b in db.query("SELECT study_uid, status FROM pacs_studies")}
 
 
-def record(db: GalleryDatabase, r: StudyResult) -> None:
+def record(db: GalleryDatabase, r: StudyResult | None, state: dict[str, str]) -> None:
+    """A study's outcome and the loop's state after it (``state``: settings), together."""
     with db.transaction() as conn:
+        db.put_settings(conn, state)
+        if r is None:
+            return
         conn.execute(STUDIES_TABLE)
         conn.execute(
             "INSERT OR REPLACE INTO pacs_studies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -218,9 +234,12 @@ def record(db: GalleryDatabase, r: StudyResult) -> None:
 
 
 # -- one study -------------------------------------------------------------------------------
+SERIES_FIELDS = ["Modality", "SeriesDescription", "NumberOfSeriesRelatedInstances"]
+
+
 def _series(web: Any, settings: PacsSettings, study_uid: str) -> list[dict[str, Any]]:
     try:
-        return list(web.search_for_series(study_uid))
+        return list(web.search_for_series(study_uid, fields=SERIES_FIELDS))
     except Exception as e:  # noqa: BLE001
         raise remote("searching the study's series", settings.dicomweb, e) from e
 
@@ -299,21 +318,36 @@ def _answer(web: Any, gallery: Gallery, settings: PacsSettings, study_uid: str,
     mismatch = bool(header) and face != header and (face is not None or header in enrolled_ids)
     if mismatch:
         _keep_finding(gallery, study_uid, series_uid, header, result, acq)
-    enrolled = False
+    sr = identification_sr(evidence, summary, header)
+    answer = [sr] + ([review_kos(evidence, sr)] if mismatch and settings.kos else [])
+    _store(web, settings, study_uid, answer)
+    enrolled = False  # after the SR: a rerun must never find the study's own template
     if settings.enroll_confirmed and header and (face == header or (
             face is None and header not in enrolled_ids)):  # fmt: skip
         source = replace(acq.record, source=f"pacs {study_uid}/{series_uid}")
         (outcome,) = gallery.enroll(replace(acq, record=source), header)
         enrolled = outcome.status == "enrolled"
-    sr = identification_sr(evidence, summary, header)
-    answer = [sr] + ([review_kos(evidence, sr)] if mismatch and settings.kos else [])
-    try:
-        web.store_instances(answer, study_uid)
-    except Exception as e:  # noqa: BLE001
-        raise remote("storing the SR", settings.dicomweb, e) from e
     return StudyResult(study_uid, StudyStatus.DONE, series_uid, header,
                        summary["decision"], summary["candidates"],
                        str(sr.SOPInstanceUID), mismatch, enrolled)  # fmt: skip
+
+
+def _store(web: Any, settings: PacsSettings, study_uid: str, answer: list[Any]) -> None:
+    """STOW-RS; the server's answer checked instance by instance (a 200 or 202 may still
+    list failures)."""
+    try:
+        reply = web.store_instances(answer, study_uid)
+    except Exception as e:  # noqa: BLE001
+        raise remote("storing the SR", settings.dicomweb, e) from e
+    stored = {str(x.get("ReferencedSOPInstanceUID", ""))
+              for x in getattr(reply, "ReferencedSOPSequence", None) or []}  # fmt: skip
+    failed = getattr(reply, "FailedSOPSequence", None) or []
+    missing = [str(ds.SOPInstanceUID) for ds in answer if str(ds.SOPInstanceUID) not in stored]
+    if failed or (reply is not None and missing):
+        error = RemoteError(f"{settings.dicomweb} refused the SR of study {study_uid} "
+                            f"({len(failed)} failed, {len(missing)} not stored)")  # fmt: skip
+        error.transient = False
+        raise error
 
 
 def _keep_finding(gallery: Gallery, study_uid: str, series_uid: str, header: str, result: Any,
@@ -348,43 +382,91 @@ def sync_once(
     on_study: Callable[[StudyResult], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
 ) -> list[StudyResult]:
-    """Process what the server has now; every study's outcome is recorded as it ends (the
-    results of this run, in order). ``stop``: asked between studies."""
+    """Process what the server has now; every study's outcome is recorded as it ends, with the
+    loop's place after it (the results of this run, in order). ``stop``: asked between
+    studies."""
     gallery.check(settings.fmr)  # no gallery, another model's, a bad FMR: before any work
     web = client(settings)
     db = gallery.db
-    done = studies_done(db, settings.retry_failed)
+    status = recorded(db)
     results: list[StudyResult] = []
 
-    def one(uid: str) -> None:
-        r = process_study(web, gallery, settings, uid)
+    def one(uid: str, state: dict[str, str]) -> None:
+        r = _outcome(web, gallery, settings, uid)
         if r.status == StudyStatus.FAILED:
             _failed(gallery, r)
-        if r.status != StudyStatus.NO_CT:  # a CT series may come later: look again then
-            record(db, r)
-            done.add(uid)
+        keep = r if r.status != StudyStatus.NO_CT else None  # a CT series may come later
+        record(db, keep, state)
+        if keep is not None:
+            status[uid] = str(r.status)
         results.append(r)
         if on_study:
             on_study(r)
 
-    if settings.orthanc:
-        since = int(db.setting("pacs.orthanc_change") or 0)
-        pending = set(json.loads(db.setting("pacs.orthanc_pending") or "[]"))
-        for seq, uid in orthanc_studies(settings, since, pending):
+    def todo(uid: str, new_event: bool) -> bool:
+        """Not yet recorded; failed: again on a new event or when asked."""
+        was = status.get(uid)
+        return was is None or (was == "failed" and (new_event or settings.retry_failed))
+
+    if settings.retry_failed:  # the failures of earlier runs, once
+        for uid in [u for u, st in status.items() if st == "failed"]:
             if stop():
-                break
-            if uid is not None and uid not in done:
-                one(uid)
-            db.set_setting("pacs.orthanc_change", str(seq))
-            db.set_setting("pacs.orthanc_pending", json.dumps(sorted(pending)))
-        for uid in stable_pending(settings, pending) if not stop() else []:
-            if uid not in done:
-                one(uid)
-            db.set_setting("pacs.orthanc_pending", json.dumps(sorted(pending)))
+                return results
+            one(uid, {})
+    if settings.orthanc:
+        _orthanc_loop(db, settings, one, todo, stop)
     else:
         for uid in qido_studies(web, settings):
             if stop():
                 break
-            if uid not in done:
-                one(uid)
+            if todo(uid, False):
+                one(uid, {})
     return results
+
+
+def _outcome(web: Any, gallery: Gallery, settings: PacsSettings, uid: str) -> StudyResult:
+    """``process_study``; a study the server refuses (4xx) or that breaks the reader is a
+    recorded failure, so it never blocks the studies behind it; the server gone (no answer,
+    5xx) stops the run (RemoteError) before anything is recorded."""
+    try:
+        return process_study(web, gallery, settings, uid)
+    except RemoteError as e:
+        if getattr(e, "transient", True):
+            raise
+        return StudyResult(uid, StudyStatus.FAILED, code=str(FailureCode.ERROR), reason=str(e))
+    except CtfaceError as e:
+        return StudyResult(uid, StudyStatus.FAILED, code=str(failure_code(e)), reason=str(e))
+    except Exception as e:  # noqa: BLE001 - a malformed study must not stop the loop
+        why = f"{type(e).__name__}: {str(e)[:200]}"
+        return StudyResult(uid, StudyStatus.FAILED, code=str(FailureCode.ERROR), reason=why)
+
+
+def _orthanc_loop(db: GalleryDatabase, settings: PacsSettings, one: Callable[..., None],
+                  todo: Callable[[str, bool], bool], stop: Callable[[], bool]) -> None:  # fmt: skip
+    """Orthanc's change feed, then the pending studies it never declared stable. The feed's
+    position and the pending list are saved with each study's outcome (one transaction) and
+    at the end; a run that fails re-reads the changes since the last save."""
+    since = int(db.setting("pacs.orthanc_change") or 0)
+    pending = set(json.loads(db.setting("pacs.orthanc_pending") or "[]"))
+
+    def state(seq: int) -> dict[str, str]:
+        waiting = json.dumps(sorted(pending))
+        return {"pacs.orthanc_change": str(seq), "pacs.orthanc_pending": waiting}
+
+    last = since
+    for seq, uid in orthanc_studies(settings, since, pending):
+        if stop():
+            break
+        if uid is not None and todo(uid, True):
+            one(uid, state(seq))
+        last = seq
+    record(db, None, state(last))
+    for oid, uid in stable_pending(settings, pending):
+        if stop():
+            return
+        if uid is not None and todo(uid, False):
+            pending.discard(oid)
+            one(uid, state(last))
+        else:
+            pending.discard(oid)
+            record(db, None, state(last))
