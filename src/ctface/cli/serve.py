@@ -30,7 +30,7 @@ def serve(
         None, "--token-file", help="'USER TOKEN' lines (default ~/.config/ctface/tokens)."
     ),
     workers: int = typer.Option(
-        1, "--workers", min=1, help="Worker processes (each holds the model: ~1 GB, one CPU core)."
+        1, "--workers", min=1, help="Worker processes (each holds the models, one CPU core)."
     ),  # fmt: skip
     queue: int = typer.Option(
         4,
