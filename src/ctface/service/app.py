@@ -27,11 +27,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctface.api import Gallery
 from ctface.errors import CtfaceError, FailureCode
-from ctface.gallery.acquire import Acquisition
+from ctface.gallery.acquire import Acquisition, frontal_from_source
 from ctface.service.auth import Sessions, Tokens
 from ctface.service.errors import ServiceError, from_ctface, from_failure, not_found
 from ctface.service.metrics import Metrics
-from ctface.service.pool import Slot, WorkerPool, acquire_scan, frontal_in_worker
+from ctface.service.pool import Slot, WorkerPool, acquire_scan
 from ctface.service.settings import ServiceSettings
 from ctface.service.uploads import Upload, sweep, uploaded
 
@@ -507,7 +507,7 @@ async def scan_png(svc: Service, scan_key: int) -> bytes:
     if png is not None:
         return png
     with svc.pool.slot() as slot:
-        image = await svc.pool.run(slot, svc.settings.timeout_s, frontal_in_worker, record)
+        image = await svc.pool.run(slot, svc.settings.timeout_s, frontal_from_source, record)
     if image is None:
         raise not_found(f"the source files of scan {scan_key} are no longer readable")
     png = png_bytes(image)

@@ -25,12 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from ctface.errors import FailureCode
-from ctface.gallery.acquire import Acquisition, frontal_from_source
+from ctface.gallery.acquire import Acquisition
 from ctface.gallery.enroll import AcquireResult, acquire_job
-from ctface.gallery.records import ScanRecord
 from ctface.jobs import process_pool
 from ctface.service.errors import ServiceError, from_failure
 
@@ -70,10 +67,6 @@ def acquire_in_worker(path: str, series_uid: str | None) -> AcquireResult:
     """Read and acquire a scan in a worker: (acquisition, failure code, reason, seconds),
     never an exception for a bad scan (``gallery.enroll.acquire_job``)."""
     return acquire_job(path, _worker.get("weights"), int(_worker.get("threads", 1)), series_uid)
-
-
-def frontal_in_worker(record: ScanRecord) -> np.ndarray | None:
-    return frontal_from_source(record)
 
 
 def warm() -> bool:
