@@ -29,6 +29,7 @@ class Server:
     token: str
     db: Path
     log: Path
+    pid: int = 0  # the server process (benchmarks/soak.py samples its process tree)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -73,7 +74,7 @@ def running_server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"ctface serve did not start: {log.read_text()}")
             time.sleep(0.3)
-        yield Server(url, token, db, log)
+        yield Server(url, token, db, log, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -81,3 +82,18 @@ def running_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def no_face_scan(path: Path) -> Path:
+    """A water cylinder in air at ``path`` (NIfTI; made once): a body, no face."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    if not path.exists():
+        hu = np.full((60, 160, 160), -1000, np.int16)
+        yy, xx = np.mgrid[:160, :160]
+        hu[:, (yy - 80) ** 2 + (xx - 80) ** 2 < 60**2] = 20
+        image = sitk.GetImageFromArray(hu)
+        image.SetSpacing((1.0, 1.0, 2.0))
+        sitk.WriteImage(image, str(path))
+    return path

@@ -538,3 +538,34 @@ def test_real_visible_human_nrrd() -> None:
 def test_real_single_file_of_a_series_is_enough() -> None:
     vol = read_ct(real("ge_gantry_tilt") / "dicom" / "In_GE_05.dcm")
     assert vol.metadata["n_files"] == 28
+
+
+def test_header_checks_accept_what_simpleitk_reads(tmp_path: Path) -> None:
+    """The headers checked before SimpleITK reads them (``ingest.volume_headers``) are not
+    refused for what real files hold: an attached NRRD with CRLF lines, a data file name
+    with a space, a data file that is a link out of the folder (DataLad, git-annex)."""
+    import SimpleITK as sitk
+
+    from ctface.ingest.volume_headers import check_metaimage, check_nrrd
+
+    image = sitk.GetImageFromArray(np.zeros((12, 16, 16), np.int16))
+    sitk.WriteImage(image, str(tmp_path / "a.nrrd"), useCompression=False)
+    raw = (tmp_path / "a.nrrd").read_bytes()
+    end = raw.index(b"\n\n")
+    crlf = raw[:end].replace(b"\n", b"\r\n") + b"\r\n\r\n" + raw[end + 2 :]
+    (tmp_path / "crlf.nrrd").write_bytes(crlf)
+    check_nrrd(tmp_path / "crlf.nrrd")
+    (tmp_path / "cut.nrrd").write_bytes(crlf[:-10])
+    with pytest.raises(InvalidInputError, match="bytes of data are present"):
+        check_nrrd(tmp_path / "cut.nrrd")
+    sitk.WriteImage(image, str(tmp_path / "my scan.mhd"))
+    check_metaimage(tmp_path / "my scan.mhd")
+    annex = tmp_path / ".git" / "annex"
+    annex.mkdir(parents=True)
+    (tmp_path / "my scan.raw").rename(annex / "KEY")
+    (tmp_path / "my scan.raw").symlink_to(annex / "KEY")
+    check_metaimage(tmp_path / "my scan.mhd")
+    header = (tmp_path / "my scan.mhd").read_text()
+    (tmp_path / "up.mhd").write_text(header.replace("= my scan.raw", "= ../my scan.raw"))
+    with pytest.raises(InvalidInputError, match="outside the header's folder"):
+        check_metaimage(tmp_path / "up.mhd")

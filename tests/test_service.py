@@ -6,6 +6,7 @@ request leaves the gallery file as it was and no upload behind."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import socket
@@ -17,14 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from service_server import Server, running_server
+from service_server import Server, no_face_scan, running_server
 
 requests = pytest.importorskip("requests")
 pytest.importorskip("fastapi")
 
 MAX_UPLOAD_MB = 60  # the test server's limit (a phantom NIfTI is ~27 MB)
+BODY_TIMEOUT_S = 3  # the test server's --body-timeout
 
 
 def _scan(people: Path, name: str) -> Path:
@@ -46,15 +47,17 @@ def server(people: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     uploads = folder / "uploads"
     uploads.mkdir()
     with running_server(db, folder, "--workers", "1", "--queue", "0", "--max-upload-mb",
-                        str(MAX_UPLOAD_MB), "--temp-dir", str(uploads)) as s:  # fmt: skip
+                        str(MAX_UPLOAD_MB), "--temp-dir", str(uploads), "--body-timeout",
+                        str(BODY_TIMEOUT_S)) as s:  # fmt: skip
         yield s
     assert "Traceback" not in s.log.read_text()
 
 
 def _state(server: Server) -> str:
-    """The gallery file's bytes (no journal left beside it)."""
-    assert not server.db.with_name(server.db.name + "-journal").exists()
-    return hashlib.sha256(server.db.read_bytes()).hexdigest()
+    """The gallery's committed content, every table (its file's bytes may change with no
+    write: a write-ahead-log checkpoint moves pages into it)."""
+    with contextlib.closing(sqlite3.connect(server.db)) as db:
+        return hashlib.sha256("\n".join(db.iterdump()).encode()).hexdigest()
 
 
 def _no_uploads_left(server: Server) -> None:
@@ -184,29 +187,15 @@ def test_refused_requests_change_nothing(server: Server, people: Path, tmp_path:
     _error(_post(server, "/v1/identify", _file(_scan(people, "S0001_02")),
                  params={"fmr": "2"}), 400, "bad-input")  # fmt: skip
 
-    body = _error(_post(server, "/v1/identify", _file(_cylinder(tmp_path))), 422, "no-face")
+    cylinder = _file(no_face_scan(tmp_path / "cylinder.nii.gz"))
+    body = _error(_post(server, "/v1/identify", cylinder), 422, "no-face")
     assert "failure to acquire" in body["message"]
-    enrolled = _post(server, "/v1/enroll", _file(_cylinder(tmp_path)),
+    enrolled = _post(server, "/v1/enroll", cylinder,
                      data={"patient_id": "S0009"})  # fmt: skip
     _error(enrolled, 422, "no-face")  # and not recorded as a failure in the gallery
     _error(_post(server, "/v1/enroll", _file(_scan(people, "S0001_02"))), 400, "bad-input")
     assert _state(server) == before
     _no_uploads_left(server)
-
-
-def _cylinder(folder: Path) -> Path:
-    """A water cylinder in air: a body, no face."""
-    import SimpleITK as sitk
-
-    path = folder / "cylinder.nii.gz"
-    if not path.exists():
-        hu = np.full((60, 160, 160), -1000, np.int16)
-        yy, xx = np.mgrid[:160, :160]
-        hu[:, (yy - 80) ** 2 + (xx - 80) ** 2 < 60**2] = 20
-        image = sitk.GetImageFromArray(hu)
-        image.SetSpacing((1.0, 1.0, 2.0))
-        sitk.WriteImage(image, str(path))
-    return path
 
 
 def test_beyond_the_queue_gets_503(server: Server, people: Path) -> None:
@@ -271,6 +260,34 @@ def test_scan_images(server: Server) -> None:
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
     with sqlite3.connect(server.db) as db:
         assert db.execute("SELECT COUNT(*) FROM scan_images WHERE scan_key = 1").fetchone()[0]
+
+
+def test_a_stalled_upload_gets_408_and_frees_its_slot(server: Server) -> None:
+    """A client that announces a body and stops sending (slowloris) is answered 408 after
+    --body-timeout, and its worker slot (one worker, no queue) is free again."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as conn:
+        conn.sendall(f"POST /v1/identify HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer "
+                     f"{server.token}\r\nContent-Type: application/zip\r\n"
+                     "Content-Length: 100000\r\n\r\n".encode() + b"x" * 1000)  # fmt: skip
+        t0 = time.monotonic()
+        reply = conn.recv(65536).decode(errors="replace")
+        waited = time.monotonic() - t0
+        head, _, body = reply.partition("\r\n\r\n")
+        length = int(head.lower().split("content-length:")[1].split()[0])
+        while len(body.encode()) < length:  # the body may come in a later segment
+            more = conn.recv(65536).decode(errors="replace")
+            assert more, reply
+            body += more
+            reply += more
+    assert reply.startswith("HTTP/1.1 408"), reply
+    assert '"code":"timeout"' in reply.replace(" ", "")
+    assert BODY_TIMEOUT_S - 0.5 < waited < BODY_TIMEOUT_S + 30
+    deadline = time.monotonic() + 30
+    while requests.get(f"{server.url}/healthz", timeout=10).json()["queue"] != 0:
+        assert time.monotonic() < deadline, "the stalled request kept its slot"
+        time.sleep(0.1)
+    _no_uploads_left(server)
 
 
 def test_decisions_are_an_audit_trail(server: Server, people: Path) -> None:

@@ -188,12 +188,22 @@ def _gallery(path: Path, vectors: np.ndarray, labels: np.ndarray, version: str) 
             g.add_scan(f"P{label:04d}", rec, v, version)
 
 
+class CannedProbes(dict[str, np.ndarray]):
+    """Templates by file name; each name set is made an (empty) file in the working folder,
+    so the CLI's existence checks pass."""
+
+    def __setitem__(self, name: str, vec: np.ndarray) -> None:
+        Path(name).touch()
+        super().__setitem__(name, vec)
+
+
 @pytest.fixture
-def probes(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+def probes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, np.ndarray]:
     """`identify` / `verify` acquire these templates by file name instead of reading CTs."""
     import ctface.cli.gallery as cli_gallery
 
-    canned: dict[str, np.ndarray] = {}
+    monkeypatch.chdir(tmp_path)
+    canned = CannedProbes()
 
     def acquire(scan: Path, model: Any, series_uid: object, json_out: bool) -> Acquisition:
         vec = canned[Path(scan).name]

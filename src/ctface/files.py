@@ -34,8 +34,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):  # the folder itself may be what failed
             tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+            raise OutputError(f"cannot write {path}: {_why(path, e)}") from e
         raise
+
+
+def _why(path: Path, e: OSError) -> str:
+    """Why ``path`` cannot be written, in words: a file where a folder on its way should be
+    (mkdir says only "File exists" or "Not a directory"), else the system's reason."""
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    return str(e.strerror or e)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

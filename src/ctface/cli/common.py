@@ -14,11 +14,15 @@ from ctface.errors import FailureToAcquire
 out_console = Console()
 
 
-def progress_bar(quiet: bool) -> Progress:
-    """A bar with a description, count, free ``info`` field and elapsed time (off if quiet)."""
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn())  # fmt: skip
-    return Progress(*columns, console=Console(stderr=True), disable=quiet)
+def progress_bar(quiet: bool, *columns: Any) -> Progress:
+    """A bar with a description, count, free ``info`` field and elapsed time (or ``columns``)
+    on stderr; off if quiet, and where stderr is not a terminal (a log, a pipe: there the bar
+    would only add its last state as a line after the command's own messages)."""
+    columns = columns or (TextColumn("[bold]{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                          TimeElapsedColumn())  # fmt: skip
+    console = Console(stderr=True)
+    return Progress(*columns, console=console, disable=quiet or not console.is_terminal)
 
 
 def report(summary: dict[str, Any], json_out: bool, line: str) -> None:

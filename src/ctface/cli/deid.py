@@ -12,15 +12,15 @@ import typer
 from rich.markup import escape
 
 from ctface.cli.common import out_console, progress_bar
-from ctface.cli.main import app, err
+from ctface.cli.main import app, err, one_line
 from ctface.errors import CtfaceError, InvalidInputError, NoFaceError, OutputError
 
 
 @app.command()
 def deface(
     scans: list[Path] = typer.Argument(
-        ..., help="CT scans: DICOM folders or files, NIfTI, NRRD, MetaImage."
-    ),  # fmt: skip
+        ..., help="CT scans: DICOM folders or files, NIfTI, NRRD, MetaImage.", readable=False
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (defaced scans, qc/ pictures)."),
     method: str = typer.Option(
         "remove", "--method", help="remove (face -> air) or reface (face -> a generic face)."
@@ -80,7 +80,8 @@ def _report_deface(
             highlight=False, markup=False, soft_wrap=True,
         )  # fmt: skip
     for r in refused:
-        err.print(f"refused {escape(r['scan'])}: {escape(r['reason'])}", highlight=False)
+        err.print(f"refused {escape(one_line(r['scan']))}: {escape(one_line(r['reason']))}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command()
@@ -153,7 +154,8 @@ def _references(reference: Path, attacks: list[Any], weights: str | None, jobs: 
     if reference.is_file():
         refs, missing = gallery_references(reference, attacks)
         if missing:
-            err.print(f"{missing} reference scans' sources are not at hand: ctface's attack only")
+            err.print(f"{missing} reference scans' sources are not at hand: ctface's attack only",
+                  soft_wrap=True)  # fmt: skip
         return refs
     if not reference.is_dir():
         raise InvalidInputError(f"--reference {reference} does not exist")
@@ -163,7 +165,7 @@ def _references(reference: Path, attacks: list[Any], weights: str | None, jobs: 
         refs, bad = evidence_of(items, attacks, weights=weights, jobs=jobs,
                                 progress=lambda r: bar.update(task, advance=1))  # fmt: skip
     for b in bad:
-        err.print(f"reference not read: {escape(b)}", highlight=False)
+        err.print(f"reference not read: {escape(one_line(b))}", highlight=False, soft_wrap=True)
     if not refs:
         raise InvalidInputError("none of the reference scans could be read")
     return refs
@@ -175,7 +177,8 @@ def _shared(scans: list[Path], truth: Path | None) -> list[Any]:
     items = shared_items(scans, read_truth(truth) if truth else None)
     found = sum(len(find_scans(f)) for f in scans)
     if len(items) < found:
-        err.print(f"{found - len(items)} shared scans are not in --truth: left out of the audit")
+        err.print(f"{found - len(items)} shared scans are not in --truth: left out of the audit",
+                  soft_wrap=True)  # fmt: skip
     return items
 
 

@@ -16,7 +16,9 @@ out_console = Console()
 
 @app.command()
 def embed(
-    scan: Path = typer.Argument(..., help="CT: DICOM folder or file, NIfTI, NRRD or MetaImage."),
+    scan: Path = typer.Argument(
+        ..., help="CT: DICOM folder or file, NIfTI, NRRD or MetaImage.", readable=False
+    ),
     out: Path | None = typer.Option(None, "--out", help="Write the template vector here (.npy)."),
     weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
     series_uid: str | None = typer.Option(None, "--series-uid", help="DICOM series to use."),

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from ctface.cli.common import acquire_probe, out_console, progress_bar, report
-from ctface.cli.main import app, err
+from ctface.cli.main import app, err, one_line
 from ctface.errors import (
     FailureCode,
     GalleryError,
@@ -51,7 +51,7 @@ def _gallery(db: Path | None, weights: Path | None, calibration: Path | None = N
 
 def _note(text: str | None) -> None:
     if text:
-        err.print(f"note: {text}", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"note: {one_line(text)}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -59,7 +59,8 @@ def enroll(
     scans: list[Path] = typer.Argument(
         ...,
         help="CT scans (DICOM folder/file, NIfTI, ...); with --from-dicom-tags: archive folders.",
-    ),  # fmt: skip
+        readable=False,
+    ),
     patient_id: str | None = typer.Option(None, "--patient-id", help="Enroll under this ID."),
     from_dicom_tags: bool = typer.Option(
         False, "--from-dicom-tags", help="Enroll every study under the folders by its PatientID."
@@ -94,7 +95,7 @@ def enroll(
             bar.advance(task)
             bar.update(task, info=f"{o.patient_id}: {o.status}")
             if not json_out and o.status in ("failed", "skipped"):
-                bar.console.print(f"{o.status}: {o.source} ({o.code}): {o.reason}",
+                bar.console.print(one_line(f"{o.status}: {o.source} ({o.code}): {o.reason}"),
                                   highlight=False, soft_wrap=True, markup=False)  # fmt: skip
 
         if from_dicom_tags:
@@ -117,7 +118,8 @@ def enroll(
             f"{len(skipped)} items were not scans -> {gallery.path}")  # fmt: skip
     report(summary, json_out, line)
     for item, why in skipped if not json_out else []:
-        err.print(f"not a scan: {item}: {why}", highlight=False, soft_wrap=True, markup=False)
+        err.print(one_line(f"not a scan: {item}: {why}"), highlight=False, soft_wrap=True,
+                  markup=False)  # fmt: skip
     failed = [o for o in outcomes if o.status == Status.FAILED]
     if failed and not from_dicom_tags:
         raise typer.Exit(FailureCode.exit_code_of(o.code for o in failed))
@@ -125,7 +127,7 @@ def enroll(
 
 @app.command()
 def identify(
-    scan: Path = typer.Argument(..., help="The probe CT (its patient is unknown)."),
+    scan: Path = typer.Argument(..., help="The probe CT (its patient is unknown).", readable=False),
     db: Path | None = typer.Option(None, "--db", help=DB_HELP),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Candidates to list."),
     fmr: float = typer.Option(1e-3, "--fmr", help=FMR_HELP),
@@ -188,8 +190,8 @@ def print_identification(label: str, result: Any) -> None:
 
 @app.command()
 def verify(
-    scan_a: Path = typer.Argument(..., help="First CT."),
-    scan_b: Path = typer.Argument(..., help="Second CT."),
+    scan_a: Path = typer.Argument(..., help="First CT.", readable=False),
+    scan_b: Path = typer.Argument(..., help="Second CT.", readable=False),
     fmr: float = typer.Option(1e-3, "--fmr", help=FMR_HELP),
     db: Path | None = typer.Option(
         None, "--db", help="Decide with this gallery's calibration (default: the shipped one)."
@@ -202,6 +204,9 @@ def verify(
     from ctface.api import resolve_calibration, resolve_model
     from ctface.api import verify as decide
 
+    for scan in (scan_a, scan_b):  # before the slow work on the first scan
+        if not scan.exists():
+            raise InvalidInputError(f"{scan} does not exist.")
     model = resolve_model(weights)
     cal: Any = calibration
     if db is not None:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ctface.cli.common import progress_bar
 from ctface.cli.main import app
 from ctface.errors import InvalidInputError
 
@@ -25,7 +25,9 @@ METHODS = ("auto", "ct-fan", "surface-fit")
 
 @app.command()
 def landmarks(
-    scan: Path = typer.Argument(..., help="CT: DICOM folder or file, NIfTI, NRRD or MetaImage."),
+    scan: Path = typer.Argument(
+        ..., help="CT: DICOM folder or file, NIfTI, NRRD or MetaImage.", readable=False
+    ),
     method: str = typer.Option(
         "auto", "--method", help="auto (CT-FAN + face-model cross-check), ct-fan, surface-fit."
     ),
@@ -155,10 +157,8 @@ def _train_ctfan(
     )
     from ctface.landmarks.train import train_ctfan
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn())  # fmt: skip
     cache = work / "cache"
-    with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
+    with progress_bar(quiet) as bar:
         task = bar.add_task("phantoms", total=phantoms + validation, info="")
         step = lambda _p: bar.advance(task)  # noqa: E731
         train_paths = prepare_phantoms(cache, seed, phantoms, TRAINING_NUISANCE, jobs, step)

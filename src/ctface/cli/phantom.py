@@ -9,9 +9,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ctface.cli.common import progress_bar
 from ctface.cli.main import app
 from ctface.phantom.params import NuisanceConfig
 
@@ -44,7 +45,7 @@ def run_phantom(
     spec.validate()
     find_face_model(spec.face_model)  # a missing model fails before any progress is shown
     columns = (TextColumn("[bold]phantom"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=quiet, transient=False) as bar:
+    with progress_bar(quiet, *columns) as bar:
         task = bar.add_task("scans", total=len(plan(spec)))
         return generate_cohort(spec, out, jobs=jobs, progress=lambda _row: bar.advance(task))
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+from ctface.cli.common import progress_bar
 from ctface.cli.main import app
 from ctface.ingest.volume import SKIN_HU
 from ctface.render.views import RENDER_PX
@@ -20,7 +21,9 @@ SOURCE_KEYS = ("format", "series_uid", "series_description", "notes", "canonical
 
 @app.command()
 def render(
-    scan: Path = typer.Argument(..., help="CT: DICOM folder or file, NIfTI, NRRD or MetaImage."),
+    scan: Path = typer.Argument(
+        ..., help="CT: DICOM folder or file, NIfTI, NRRD or MetaImage.", readable=False
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (must not exist or be empty)."),
     views: int = typer.Option(
         90, "--views", min=1, help="Number of poses: a pitch x roll grid (90 = 9 x 10)."
@@ -39,7 +42,7 @@ def render(
     volume = load_ct(scan)
     t1 = time.perf_counter()
     columns = (TextColumn("[bold]render"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=json_out) as bar:
+    with progress_bar(json_out, *columns) as bar:
         task = bar.add_task("views", total=views)
         result = render_face(
             volume,

@@ -44,6 +44,13 @@ def serve(
     timeout: float = typer.Option(
         600, "--timeout", min=1, help="Seconds a request's scan work may take (504 beyond)."
     ),  # fmt: skip
+    body_timeout: float = typer.Option(
+        60,
+        "--body-timeout",
+        min=1,
+        help="Seconds to wait for the next piece of a request body (408 beyond: a stalled "
+        "upload gives its worker slot back).",
+    ),  # fmt: skip
     weights: Path | None = typer.Option(None, "--weights", help="Recognition model file."),
     temp_dir: Path | None = typer.Option(
         None,
@@ -90,8 +97,8 @@ def serve(
             raise InvalidInputError(f"{tls} is not a file")
     settings = ServiceSettings(
         db=db or default_path(), token_file=tokens, workers=workers, queue=queue,
-        max_upload_bytes=int(max_upload_mb * 1024**2), timeout_s=timeout, weights=weights,
-        temp_dir=temp_dir,
+        max_upload_bytes=int(max_upload_mb * 1024**2), timeout_s=timeout,
+        body_idle_s=body_timeout, weights=weights, temp_dir=temp_dir,
     )  # fmt: skip
     application = create_app(settings)  # the token file is read here: errors before listening
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

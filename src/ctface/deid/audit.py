@@ -282,7 +282,14 @@ def read_truth(path: Path) -> dict[str, str]:
         raise InvalidInputError(f"cannot read the truth file {path}: {e}") from e
     if not rows or not {"scan", "person"} <= set(rows[0]):
         raise InvalidInputError(f"{path}: a truth file needs the columns scan,person")
-    return {r["scan"].strip(): r["person"].strip() for r in rows if r["scan"].strip()}
+    truth = {}
+    for line, row in enumerate(rows, start=2):
+        scan, person = (row.get("scan") or "").strip(), (row.get("person") or "").strip()
+        if scan and not person:
+            raise InvalidInputError(f"{path}, line {line}: scan {scan!r} has no person")
+        if scan:
+            truth[scan] = person
+    return truth
 
 
 def shared_items(folders: list[Path], truth: dict[str, str] | None) -> list[ScanItem]:

@@ -10,6 +10,7 @@ recorded as failures: a bad input leaves the gallery as it was (and creates none
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -128,20 +129,27 @@ def store_acquisition(
     g: GalleryDatabase, pid: str, acq: Acquisition, version: str, source: str, secs: float = 0.0
 ) -> Outcome:
     """Store an acquired scan under ``pid`` unless its files are enrolled already (as this
-    patient: already-enrolled; as another: conflict) or its template is another model's."""
-    owner = g.find_digest(acq.record.digest)
-    if owner == pid:
-        return Outcome(source, pid, Status.ALREADY_ENROLLED, seconds=secs)
-    if owner is not None:
-        why = f"these files are already enrolled as {owner!r}"
-        return Outcome(source, pid, Status.FAILED, code=FailureCode.CONFLICT, reason=why,
-                       seconds=secs)  # fmt: skip
+    patient: already-enrolled; as another: conflict) or its template is another model's.
+    Another process enrolling the same files meanwhile (two enrollments of one archive at
+    once) is found by the database's unique digest: the scan is stored once."""
     if acq.template.model_version != version:  # never store another model's
         why = f"made by model {acq.template.model_version}, not {version}"
         return Outcome(source, pid, Status.FAILED, code=FailureCode.ERROR, reason=why,
                        seconds=secs)  # fmt: skip
-    key = g.add_scan(pid, acq.record, acq.template.vector, version)
-    return Outcome(source, pid, Status.ENROLLED, scan_key=key, seconds=secs)
+    owner = g.find_digest(acq.record.digest)
+    if owner is None:
+        try:
+            key = g.add_scan(pid, acq.record, acq.template.vector, version)
+            return Outcome(source, pid, Status.ENROLLED, scan_key=key, seconds=secs)
+        except sqlite3.IntegrityError:  # the same files stored by another writer since
+            owner = g.find_digest(acq.record.digest)
+            if owner is None:
+                raise
+    if owner == pid:
+        return Outcome(source, pid, Status.ALREADY_ENROLLED, seconds=secs)
+    why = f"these files are already enrolled as {owner!r}"
+    return Outcome(source, pid, Status.FAILED, code=FailureCode.CONFLICT, reason=why,
+                   seconds=secs)  # fmt: skip
 
 
 def enroll(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ctface.errors import OutputError
 from ctface.files import write_text_atomic
 from ctface.gallery.reconcile import Reconciliation, is_unlabeled
 from ctface.gallery.report import STYLE, png_data_uri
@@ -140,13 +141,53 @@ def write_outputs(
     summary: dict[str, Any],
     image: Callable[[int], np.ndarray | None],
 ) -> dict[str, str]:
-    """``findings.json``, ``findings.csv``, ``report.html`` in ``out``; their paths."""
+    """``findings.json``, ``findings.csv``, ``report.html`` in ``out``; their paths. Each is
+    written whole (a temporary file renamed), and ``findings.json`` is removed first and
+    written last: where it is present, the other two are of the same run (a run killed while
+    writing leaves no findings.json, never one beside an older run's report); temporary files
+    of killed runs are removed."""
     import json
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "findings.json", "csv": out / "findings.csv",
              "html": out / "report.html"}  # fmt: skip
-    write_text_atomic(files["json"], json.dumps(summary, indent=1, allow_nan=False))
+    for folder in (out, out / "images"):
+        remove_stale_temporaries(folder)
+    try:
+        files["json"].unlink(missing_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {files['json']}: {e.strerror or e}") from e
     write_text_atomic(files["csv"], findings_csv(summary["findings"]))
     report_html(files["html"], summary, summary["findings"], image)
+    write_text_atomic(files["json"], json.dumps(summary, indent=1, allow_nan=False))
     return {k: str(v) for k, v in files.items()}
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Remove the temporary files (``files.atomic_path``: ``.NAME.PID-N.tmpSUFFIX``) that
+    processes no longer running left in ``folder`` (killed while writing); how many."""
+    import re
+
+    gone = 0
+    for tmp in folder.glob(".*.tmp*"):
+        found = re.fullmatch(r"\..+\.(\d+)-\d+\.tmp(\.[^.]*)?", tmp.name)
+        if found is None or _alive(int(found.group(1))):
+            continue
+        try:
+            tmp.unlink()
+            gone += 1
+        except OSError:
+            continue
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True

@@ -3,8 +3,14 @@
 No image or pixel data is stored: per scan the content digest of its files, the DICOM series
 and study UIDs, the source path, acquisition metadata without dates or names
 (``records.ACQUISITION_KEYS``), quality flags, the model version and the template (float32).
-Every write is one SQLite transaction (rollback journal, synchronous FULL): a crash or Ctrl-C
-leaves the database as it was before the interrupted scan. All templates of a gallery come from
+Every write is one SQLite transaction (synchronous FULL): a crash, ``kill -9`` or Ctrl-C leaves
+the database as it was before the interrupted scan. The file is in write-ahead-log mode (WAL,
+persistent; a gallery made by an older ctface in rollback-journal mode is switched by its first
+opening where it can be written): readers see one committed state and never wait for a writer,
+writers wait for each other (``BUSY_TIMEOUT_S``; also where SQLite itself does not wait). WAL
+keeps ``-wal`` and ``-shm`` files beside the database while it is open; a gallery on a folder
+that cannot be written (read-only media) is opened for reading only (``immutable`` when it has
+no log to merge) and refuses writes with a one-line error. All templates of a gallery come from
 one model version (``meta.model_version``, set by the first enrollment); another model's
 templates are refused. A site calibration (``ctface calibrate --gallery``) is kept in the table
 ``calibration``, made when the first one is stored: galleries without it open as before (and
@@ -19,11 +25,13 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,7 +40,9 @@ from ctface.files import save_npz_atomic
 from ctface.gallery.calibration import Calibration
 from ctface.gallery.records import ScanRecord
 
+T = TypeVar("T")
 SCHEMA_VERSION = "1"
+BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another (enrollments, the service, a CLI)
 KEYS_PER_QUERY = 30_000  # scan keys per query (SQLite builds allow 32,766 variables or more)
 CACHE_MIN = 50_000  # templates from which `templates(cache=True)` keeps a file beside the db
 SCHEMA = """
@@ -119,40 +129,103 @@ class GalleryDatabase:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise OutputError(f"cannot create the gallery folder {path.parent}: {e}") from e
+        # a folder that cannot be written (read-only media): WAL's -shm cannot be made there
+        self.read_only = path.exists() and not (
+            os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+        )
         try:
-            # a writer waits up to 30 s for another (the service's threads, a CLI beside it)
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            self._db = self._connect(path)
         except sqlite3.DatabaseError as e:
             raise GalleryError(f"{path} cannot be opened as a gallery database ({e})") from e
         try:
             self._open(path)
+        except sqlite3.DatabaseError as e:  # past the header: a damaged page
+            self._db.close()
+            raise GalleryError(f"{path} is a damaged gallery database ({e}): restore it "
+                               "from a backup") from e  # fmt: skip
         except BaseException:
             self._db.close()  # a refused file leaves no connection behind
             raise
 
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        """A connection that waits up to ``BUSY_TIMEOUT_S`` for another writer; on a folder
+        that cannot be written, a read-only one (``immutable`` when a WAL-mode file cannot be
+        read otherwise: no -shm can be made, and no log is waiting to be merged)."""
+        if not self.read_only:
+            return sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        for log in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")):
+            if log.exists() and log.stat().st_size > 0:  # immutable would read around it
+                raise GalleryError(
+                    f"{path} has changes in {log.name} that cannot be merged in a folder that "
+                    "cannot be written: open it once where it can be written (or copy it with "
+                    f"its -{log.name.rsplit('-', 1)[1]} file to such a folder)"
+                )
+        return sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+
     def _open(self, path: Path) -> None:
-        """Check the file is a gallery of this schema; lay out a new one."""
+        """Check the file is a gallery of this schema; lay out a new one (two processes that
+        create it at once: the second finds the first's); switch it to WAL."""
         try:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA synchronous = FULL")
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+            tables = self._tables()
         except sqlite3.DatabaseError as e:
             raise GalleryError(f"{path} is not a ctface gallery database ({e})") from e
         if tables and "meta" not in tables:
             raise GalleryError(f"{path} is an SQLite file but not a ctface gallery")
+        if not self.read_only:
+            self._wal()
         if not tables:
             with self.transaction():
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._set("schema", SCHEMA_VERSION)
-                self._set("revision", "0")
-                self._set("created_at", _now())
-        elif self._get("schema") != SCHEMA_VERSION:
+                if not self._tables():  # not made meanwhile by another process
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._set("schema", SCHEMA_VERSION)
+                    self._set("revision", "0")
+                    self._set("created_at", _now())
+        if self._get("schema") != SCHEMA_VERSION:
             raise GalleryError(
                 f"{path} has gallery schema {self._get('schema')}, this ctface reads "
                 f"{SCHEMA_VERSION}"
             )
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+
+    def _wal(self) -> None:
+        """Write-ahead-log mode (persistent: once set, every later opening has it). A file
+        that cannot be switched (another process holds it in rollback mode) stays as it is;
+        the next opening tries again."""
+        try:
+            mode = self._retry(lambda: self._db.execute("PRAGMA journal_mode").fetchone()[0])
+            if str(mode).lower() != "wal":
+                self._retry(lambda: self._db.execute("PRAGMA journal_mode = WAL").fetchone())
+        except sqlite3.OperationalError:
+            pass  # a read-only file in a writable folder, or held: rollback mode, still safe
+
+    def _retry(self, step: Callable[[], T]) -> T:
+        """``step()``, again while SQLite answers busy or locked where it does not wait by
+        itself (a read snapshot's upgrade, WAL recovery or a journal-mode change by another
+        connection), up to ``BUSY_TIMEOUT_S``."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        pause = 0.005
+        while True:
+            try:
+                return step()
+            except sqlite3.OperationalError as e:
+                text = str(e).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     def __enter__(self) -> GalleryDatabase:
         return self
@@ -168,7 +241,7 @@ class GalleryDatabase:
         """All writes inside commit together, or not at all (exception, crash, kill). SQLite
         failures (locked, read-only, disk full) become one-line errors."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._db
             except BaseException:
@@ -182,6 +255,21 @@ class GalleryDatabase:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise OutputError(f"cannot write the gallery {self.path}: {e}") from e
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """The reads inside see one committed state of the gallery (one read transaction:
+        never a scan half written, writers go on meanwhile in WAL mode); inside a transaction
+        already, that one."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._retry(lambda: self._db.execute("BEGIN"))
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of one read-only statement (the review tables' reads, ``gallery.review``)."""
@@ -208,6 +296,11 @@ class GalleryDatabase:
         later layer's state written together with its own rows."""
         for key, value in values.items():
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"x.{key}", value))
+
+    def delete_settings(self, conn: sqlite3.Connection, keys: list[str]) -> None:
+        """Remove values kept with ``put_settings``, inside the caller's transaction."""
+        for key in keys:
+            conn.execute("DELETE FROM meta WHERE key = ?", (f"x.{key}",))
 
     def _get(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -330,8 +423,7 @@ class GalleryDatabase:
         """All templates, by scan key. ``cache``: also keep them in a ``.npz`` beside the
         database, named by the gallery revision, and read that when it is current (reading a
         million rows from SQLite takes seconds, the cache a fraction of one)."""
-        self._db.execute("BEGIN")  # one read snapshot: the stamp and the rows agree
-        try:
+        with self.snapshot():  # one read snapshot: the stamp and the rows agree
             stamp = f"{self.revision}-{self._get('stamp') or 'new'}"
             cached = self.path.with_name(f"{self.path.name}.r{stamp}.npz")
             if cache and cached.is_file():
@@ -341,9 +433,7 @@ class GalleryDatabase:
             rows = self._db.execute(
                 "SELECT scan_key, patient_id, template FROM scans ORDER BY scan_key"
             ).fetchall()
-        finally:
-            self._db.execute("COMMIT")
-        dim = int(self._get("dimension") or 0)
+            dim = int(self._get("dimension") or 0)
         vec = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
         keys = np.array([r[0] for r in rows], dtype=np.int64)
         out = GalleryTemplates(vec.astype(np.float32), [r[1] for r in rows], keys, stamp)
@@ -364,7 +454,8 @@ class GalleryDatabase:
         if scan_keys is not None and len(scan_keys) > KEYS_PER_QUERY:  # SQLite's variable limit
             chunks = [scan_keys[i : i + KEYS_PER_QUERY]
                       for i in range(0, len(scan_keys), KEYS_PER_QUERY)]  # fmt: skip
-            found = [s for chunk in chunks for s in self.scans(scan_keys=chunk)]
+            with self.snapshot():
+                found = [s for chunk in chunks for s in self.scans(scan_keys=chunk)]
             return sorted(found, key=lambda s: (s.patient_id, s.scan_key))
         sql = (
             "SELECT scan_key, patient_id, digest, source, series_uid, study_uid, "
@@ -452,6 +543,10 @@ class GalleryDatabase:
         return Calibration(str(row[0]), gen, imp, json.loads(row[1]), "gallery")
 
     def stats(self) -> dict[str, Any]:
+        with self.snapshot():
+            return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
         counts = [n for _, n in self.patients()]
         (failed,) = self._db.execute("SELECT COUNT(*) FROM failures").fetchone()
         ok = self._db.execute("PRAGMA integrity_check").fetchone()[0]
@@ -474,17 +569,18 @@ class GalleryDatabase:
         ``EXPORT_FORMAT``, ``stats()``, patient IDs, every scan (``StoredScan.to_json``) with
         its template as numbers rounded to 7 places unless ``include_templates`` is False,
         and the failures to acquire."""
-        t = self.templates()
-        vectors = dict(zip(t.scan_keys.tolist(), t.vectors.tolist(), strict=True))
-        scans = []
-        for s in self.scans():
-            row = s.to_json()
-            if include_templates:
-                row["template"] = [round(v, 7) for v in vectors[s.scan_key]]
-            scans.append(row)
-        return {"format": EXPORT_FORMAT, "stats": self.stats(),
-                "patients": [p for p, _ in self.patients()], "scans": scans,
-                "failures_to_acquire": self.failures()}  # fmt: skip
+        with self.snapshot():  # one state: the rows, templates and counts agree
+            t = self.templates()
+            vectors = dict(zip(t.scan_keys.tolist(), t.vectors.tolist(), strict=True))
+            scans = []
+            for s in self.scans():
+                row = s.to_json()
+                if include_templates:
+                    row["template"] = [round(v, 7) for v in vectors[s.scan_key]]
+                scans.append(row)
+            return {"format": EXPORT_FORMAT, "stats": self.stats(),
+                    "patients": [p for p, _ in self.patients()], "scans": scans,
+                    "failures_to_acquire": self.failures()}  # fmt: skip
 
 
 EXPORT_FORMAT = "ctface-gallery-export-1"  # what `GalleryDatabase.export` writes

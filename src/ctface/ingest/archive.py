@@ -53,10 +53,12 @@ def list_archive(
     ``unlabeled``: studies without a PatientID are scans too (patient ID ""), not skipped."""
     if not folder.is_dir():
         raise InvalidInputError(f"{folder} is not a folder (--from-dicom-tags reads a folder).")
-    series, n_files, broken = scan_folder(folder)
-    skipped = [(str(p), "truncated or corrupt DICOM file") for p in broken]
+    found = scan_folder(folder)
+    series = found.series
+    skipped = [(str(p), "truncated or corrupt DICOM file") for p in found.broken]
+    skipped += [(str(p), "cannot be read (permission denied)") for p in found.unreadable]
     if not series:
-        raise InvalidInputError(f"{folder} holds {n_files} files but no DICOM images.")
+        raise InvalidInputError(f"{folder} holds {found.n_files} files but no DICOM images.")
     studies: dict[tuple[str, str], list[Series]] = {}
     for s in series:
         pid = str(s.first.get("PatientID", "")).strip()

@@ -20,6 +20,9 @@ MAX_SLICES = 2000
 MAX_IN_PLANE = 4096
 MAX_SPACING_MM = 20.0
 MAX_VOXELS = 4e9
+# Deflate (gzip, zlib) expands at most ~1032x: a header declaring more voxel bytes than that
+# times the compressed bytes present is corrupt (refused before anything is allocated).
+MAX_COMPRESSION = 1100
 FAR_BELOW_AIR_HU = -1100  # values below this are reported as "padding-like" in the notes
 
 
@@ -118,7 +121,25 @@ def check_voxels(n_voxels: float, spacing_mm: float | None = None) -> None:
         raise InvalidInputError(f"{how} {n_voxels:.3g} voxels (at most {MAX_VOXELS:.0e}){hint}.")
 
 
+def check_data_bytes(declared: float, available: int, compressed: bool, what: str) -> None:
+    """Raise if a header declares more voxel bytes than the file's data can hold (checked
+    before reading, so an absurd header allocates nothing)."""
+    if declared <= available or (compressed and declared <= MAX_COMPRESSION * available):
+        return
+    how = "compressed " if compressed else ""
+    raise InvalidInputError(
+        f"{what}: its header declares {declared:.0f} bytes of voxels but only {available} bytes "
+        f"of {how}data are present (truncated or corrupt file)."
+    )
+
+
+def shown(value: object, limit: int = 64) -> str:
+    """A value read from a file, fit for a one-line message: printable, at most ``limit``."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, for one-line error messages."""
     text = str(exc).strip().splitlines()
-    return text[0].rstrip(".: ") if text else type(exc).__name__
+    return shown(text[0].rstrip(".: "), 200) if text else type(exc).__name__

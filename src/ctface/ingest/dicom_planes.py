@@ -12,6 +12,10 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from ctface.errors import InvalidInputError
+from ctface.ingest.checks import MAX_SLICES, shown
 
 
 @dataclass
@@ -36,22 +40,51 @@ def _floats(value: Any, n: int) -> np.ndarray | None:
     return a if a.shape == (n,) and np.all(np.isfinite(a)) else None
 
 
+def header_number(value: Any, name: str, default: float) -> float:
+    """A finite number from a header value ("" or absent: ``default``)."""
+    if value is None or value == "":
+        return default
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if not np.isfinite(x):
+        raise InvalidInputError(f"{name} {shown(value)!r} is not a finite number.")
+    return x
+
+
+def _frames(ds: Dataset) -> int:
+    """NumberOfFrames (1 if absent), refused when absurd before any per-frame work."""
+    n = header_number(ds.get("NumberOfFrames", 1), "NumberOfFrames", 1)
+    if not 1 <= n <= MAX_SLICES or n != int(n):
+        raise InvalidInputError(f"NumberOfFrames {n:.0f} is absurd (1 to {MAX_SLICES}).")
+    return int(n)
+
+
+def _items(ds: Dataset, keyword: str) -> list[Dataset]:
+    """The items of a sequence (none if absent or not a sequence, as in a corrupt file)."""
+    value = ds.get(keyword)
+    return [x for x in value if isinstance(x, Dataset)] if isinstance(value, Sequence) else []
+
+
 def _geom(ds: Dataset, groups: list[Dataset], seq: str, attr: str) -> Any:
     """``attr`` from the first functional group holding ``seq`` (per-frame, then shared), else
     from the top level (classic images and some legacy-converted files)."""
     for group in groups:
-        if seq in group and len(group[seq].value) and attr in group[seq][0]:
-            return group[seq][0].get(attr)
+        items = _items(group, seq)
+        if items and attr in items[0]:
+            return items[0].get(attr)
     return ds.get(attr)
 
 
 def planes_of(ds: Dataset, file: int) -> list[Plane]:
     """Geometry of every frame in ``ds`` (classic single-frame or enhanced multi-frame)."""
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    rows = int(header_number(ds.get("Rows"), "Rows", 0))
+    cols = int(header_number(ds.get("Columns"), "Columns", 0))
     multi = "NumberOfFrames" in ds or "SharedFunctionalGroupsSequence" in ds
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    shared = list(ds.get("SharedFunctionalGroupsSequence") or [])[:1]
-    per = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    n_frames = _frames(ds)
+    shared = _items(ds, "SharedFunctionalGroupsSequence")[:1]
+    per = _items(ds, "PerFrameFunctionalGroupsSequence")
     out = []
     for f in range(n_frames):
         groups = per[f : f + 1] + shared
@@ -70,8 +103,8 @@ def planes_of(ds: Dataset, file: int) -> list[Plane]:
                 iop=iop,
                 pixel_spacing=(float(ps[0]), float(ps[1])),
                 shape=(rows, cols),
-                slope=1.0 if slope in (None, "") else float(slope),
-                intercept=0.0 if inter in (None, "") else float(inter),
+                slope=header_number(slope, "RescaleSlope", 1.0),
+                intercept=header_number(inter, "RescaleIntercept", 0.0),
             )
         )
     return out

@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from ctface.errors import InvalidInputError
-from ctface.ingest.checks import HuStats, first_line, to_hu
-from ctface.ingest.dicom_planes import Plane, planes_of
+from ctface.ingest.checks import HuStats, check_data_bytes, first_line, shown, to_hu
+from ctface.ingest.dicom_planes import Plane, header_number, planes_of
 from ctface.ingest.dicom_scan import (
+    PIXEL_DATA,
+    UNDEFINED_LENGTH,
     Series,
     choose,
     has_preamble,
@@ -48,11 +51,10 @@ class _Pixels:
                 self.frames = {plane.file: arr.reshape(-1, *arr.shape[-2:])}
             return self.frames[plane.file][plane.frame]
         except Exception as exc:  # pydicom/numpy raise many types on bad files
-            meta = getattr(self.series.headers[plane.file], "file_meta", None)
-            ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-            if ts is not None and ts.is_compressed:
+            codec = _compression(self.series.headers[plane.file])
+            if codec is not None:
                 raise InvalidInputError(
-                    f"Cannot decode the pixel data of {path} ({ts.name}; a decoder such as "
+                    f"Cannot decode the pixel data of {path} ({codec}; a decoder such as "
                     f"pylibjpeg or GDCM may be missing, or the file is corrupt): {first_line(exc)}."
                 ) from exc
             raise InvalidInputError(
@@ -66,10 +68,49 @@ class _Pixels:
             path = self.series.paths[plane.file]
             raise InvalidInputError(f"The pixel data of {path} does not match its Rows/Columns.")
         ds = self.series.headers[plane.file]
-        pad = ds.get("PixelPaddingValue")
-        limit = ds.get("PixelPaddingRangeLimit", pad)
-        padding = None if pad is None else (float(pad), float(limit))
+        try:
+            pad = header_number(ds.get("PixelPaddingValue"), "PixelPaddingValue", np.nan)
+            limit = header_number(ds.get("PixelPaddingRangeLimit"), "PixelPaddingRangeLimit", pad)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"{self.series.paths[plane.file]} cannot be used: {exc}"
+            ) from exc
+        padding = None if np.isnan(pad) else (pad, limit)
         return to_hu(raw, plane.slope, plane.intercept, padding, self.stats)
+
+
+def _compression(ds: Dataset) -> str | None:
+    """The name of a compressed transfer syntax, None if native (or not a transfer syntax)."""
+    meta = getattr(ds, "file_meta", None)
+    try:
+        uid = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else None
+        return uid.name if uid is not None and uid.is_compressed else None
+    except (ValueError, TypeError, AttributeError):  # a corrupt UID is "not a transfer syntax"
+        return None
+
+
+def _check_pixel_bytes(path: Path, ds: Dataset, plane: Plane) -> None:
+    """Refuse pixel data too short for Rows x Columns x frames before decoding allocates it."""
+    raw = ds.get_item(PIXEL_DATA) if PIXEL_DATA in ds else None
+    if raw is None:
+        raise InvalidInputError(f"{path} has no pixel data.")
+    value = getattr(raw, "value", None)
+    length = len(value) if isinstance(value, bytes | bytearray) else int(getattr(raw, "length", 0))
+    undefined = int(getattr(raw, "length", 0)) == UNDEFINED_LENGTH
+    bits = _int_or(ds.get("BitsAllocated"), 16)
+    n = float(plane.shape[0]) * plane.shape[1] * _int_or(ds.get("SamplesPerPixel"), 1)
+    n *= _int_or(ds.get("NumberOfFrames"), 1) if plane.frame >= 0 else 1
+    compressed = undefined or _compression(ds) is not None
+    check_data_bytes(
+        n * max(bits, 1) / 8, length, compressed, f"Cannot read the pixel data of {path}"
+    )
+
+
+def _int_or(value: object, default: int) -> int:
+    try:
+        return max(1, int(str(value)))
+    except ValueError:
+        return default
 
 
 def _pixels_once(ds: Dataset) -> np.ndarray:
@@ -101,6 +142,8 @@ def _assemble(plan: StackPlan, pixels: _Pixels) -> np.ndarray:
 def read_series(series: Series, source: Path, found: list[Series]) -> CtVolume:
     """The chosen ``series`` as a CtVolume; ``found`` lists every series seen (for metadata)."""
     plan = plan_stack(series.planes)
+    for i in sorted({p.file for p in plan.planes}):
+        _check_pixel_bytes(series.paths[i], series.headers[i], plan.planes[0])
     pixels = _Pixels(series)
     hu = _assemble(plan, pixels)
     ds = series.first
@@ -130,7 +173,10 @@ def read_series(series: Series, source: Path, found: list[Series]) -> CtVolume:
 
 def read_dicom_folder(folder: Path, series_uid: str | None = None) -> CtVolume:
     """Scan ``folder`` recursively, choose the CT series (or ``series_uid``) and read it."""
-    series, n_files, broken = scan_folder(folder)
+    found = scan_folder(folder)
+    series, n_files, broken = found.series, found.n_files, found.broken
+    if found.unreadable:
+        raise PermissionError(13, "permission denied", str(found.unreadable[0]))
     if n_files == 0:
         raise InvalidInputError(f"The folder {folder} is empty (no files).")
     if not series and broken:
@@ -154,6 +200,7 @@ def read_dicom_folder(folder: Path, series_uid: str | None = None) -> CtVolume:
             raise InvalidInputError(f"Series {series_uid} cannot be used: {chosen.reason}.")
     else:
         chosen = choose(series)
+        check_one_patient(folder, series)
     if chosen is None:
         why = "; ".join(f"{s.uid or '(no UID)'}: {s.reason}" for s in series[:3])
         more = f" and {len(series) - 3} more" if len(series) > 3 else ""
@@ -167,6 +214,18 @@ def read_dicom_folder(folder: Path, series_uid: str | None = None) -> CtVolume:
     return volume
 
 
+def check_one_patient(folder: Path, series: list[Series]) -> None:
+    """Without ``--series-uid`` a folder is one patient's: usable CT series of two patients
+    are refused (which one is meant cannot be guessed)."""
+    patients = sorted({shown(str(s.first.get("PatientID", "")).strip())
+                       for s in series if s.reason is None})  # fmt: skip
+    if len(patients) > 1:
+        raise InvalidInputError(
+            f"The folder {folder} holds CT series of {len(patients)} patients (PatientID "
+            f"{', '.join(patients[:3])}): pass one patient's folder, or --series-uid."
+        )
+
+
 def read_dicom_file(path: Path, series_uid: str | None = None) -> CtVolume:
     """An enhanced multi-frame file, or one slice of a classic series (its folder is read)."""
     ds = read_header(path)
@@ -175,16 +234,20 @@ def read_dicom_file(path: Path, series_uid: str | None = None) -> CtVolume:
             raise InvalidInputError(f"{path} is a truncated or corrupt DICOM file.")
         raise InvalidInputError(f"{path} is not a DICOM, NIfTI, NRRD or MetaImage file.")
     if "Rows" not in ds:
-        sop = ds.get("SOPClassUID", "unknown")
+        sop = shown(ds.get("SOPClassUID", "unknown"))
         raise InvalidInputError(f"{path} is a DICOM file without an image (SOP class {sop}).")
     uid = str(ds.get("SeriesInstanceUID", ""))
     if series_uid is not None and series_uid != uid:
-        raise InvalidInputError(f"{path} belongs to series {uid}, not {series_uid}.")
+        raise InvalidInputError(f"{path} belongs to series {shown(uid)}, not {series_uid}.")
     if "NumberOfFrames" not in ds:
         vol = read_dicom_folder(path.parent, uid)
         vol.metadata["notes"].insert(0, f"single slice given: read series {uid} from its folder")
         return vol
-    series = Series(uid, [path], [ds], planes_of(ds, 0))
+    try:
+        planes = planes_of(ds, 0)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{path} cannot be used: {exc}") from exc
+    series = Series(uid, [path], [ds], planes)
     series.reason = unusable_reason(series)
     if series.reason:
         raise InvalidInputError(f"{path} cannot be used: {series.reason}.")

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
-from ctface.ingest.checks import MAX_SLICES, MIN_SLICES
+from ctface.ingest.checks import MAX_SLICES, MIN_SLICES, shown
 from ctface.ingest.dicom_planes import Plane, planes_of
 
 CT_SOP_CLASSES = {
@@ -74,6 +75,8 @@ def has_preamble(path: Path) -> bool:
     try:
         with path.open("rb") as fh:
             return fh.read(132)[128:132] == b"DICM"
+    except PermissionError:
+        raise  # a file we may not read is not "not DICOM"
     except OSError:
         return False
 
@@ -94,6 +97,34 @@ def starts_like_dicom(path: Path) -> bool:
                                   for order in ("little", "big"))  # fmt: skip
 
 
+PIXEL_DATA = 0x7FE00010
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _deferred_fit(ds: Dataset, size: int) -> bool:
+    """False if a deferred value (read later from the file) claims to run past its end: pydicom
+    would allocate the claimed length (up to 4 GB) before finding the file short."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        length, tell = getattr(raw, "length", 0), getattr(raw, "value_tell", None)
+        value = getattr(raw, "value", b"")
+        if value is None and length != UNDEFINED_LENGTH and (tell or 0) + length > size:
+            return False
+    return True
+
+
+def _decode(ds: Dataset) -> None:
+    """Decode every value but the pixel data now (inside the caller's try): pydicom decodes
+    lazily, and a corrupt value (sequence, VR, length) would raise later, anywhere."""
+    for tag in list(ds.keys()):
+        if tag == PIXEL_DATA:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _decode(item)
+
+
 def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file, or None if ``path`` is not (readable) DICOM."""
     try:
@@ -108,9 +139,12 @@ def read_header(path: Path) -> Dataset | None:
         image_like = "SeriesInstanceUID" in ds and "Rows" in ds
         if "SOPClassUID" not in ds and not image_like:  # not DICOM, or a header cut short
             return None
-        for tag in USED_TAGS:  # values are decoded lazily: decode now, inside the try
-            ds.get(tag)
+        if not _deferred_fit(ds, path.stat().st_size):
+            return None
+        _decode(ds)
         return ds
+    except PermissionError:
+        raise
     except Exception:  # probing arbitrary bytes: any parse failure means "not DICOM"
         return None
 
@@ -119,13 +153,18 @@ def unusable_reason(s: Series) -> str | None:
     ds = s.first
     modality = str(ds.get("Modality", "")).upper()
     sop = str(ds.get("SOPClassUID", ""))
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    value = ds.get("ImageType")
+    values = value if isinstance(value, MultiValue | list) else [] if value is None else [value]
+    image_type = [str(v).upper() for v in values]  # a corrupt file may hold one value, any VR
     if modality != "CT":
-        return f"modality {modality or 'unknown'}, not CT"
+        return f"modality {shown(modality) or 'unknown'}, not CT"
     if sop and sop not in CT_SOP_CLASSES:
-        return f"SOP class {sop} is not a CT image"
+        return f"SOP class {shown(sop)} is not a CT image"
     if "LOCALIZER" in image_type or "SCOUT" in image_type:
         return "localizer (scout) image"
+    patients = sorted({shown(str(h.get("PatientID", "")).strip()) for h in s.headers})
+    if len(patients) > 1:  # one series, slices of several people: a broken archive
+        return f"slices of {len(patients)} patients (PatientID {', '.join(patients[:3])})"
     if not s.planes:
         return "no image geometry (ImagePositionPatient / PixelSpacing missing)"
     if len(s.planes) < MIN_SLICES:
@@ -135,26 +174,41 @@ def unusable_reason(s: Series) -> str | None:
     return None
 
 
-def scan_folder(folder: Path) -> tuple[list[Series], int, list[Path]]:
-    """All series under ``folder`` (recursive), the number of files, and the broken DICOM files
-    (with the "DICM" preamble but an unreadable header)."""
+@dataclass
+class FolderContents:
+    """What ``scan_folder`` found: the series, the number of files, the DICOM files whose
+    header is broken (with the "DICM" preamble) and the files it may not read."""
+
+    series: list[Series]
+    n_files: int
+    broken: list[Path]
+    unreadable: list[Path]
+
+
+def scan_folder(folder: Path) -> FolderContents:
+    """All series under ``folder`` (recursive), with what could not be read."""
     by_uid: dict[str, Series] = {}
-    n_files = 0
-    broken: list[Path] = []
+    found = FolderContents([], 0, [], [])
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             path = Path(root) / name
             if name.startswith(".") or name.upper() == "DICOMDIR" or not path.is_file():
                 continue
-            n_files += 1
-            ds = read_header(path)
+            found.n_files += 1
+            try:
+                ds = read_header(path)
+                broken = ds is None and has_preamble(path)
+            except PermissionError:
+                found.unreadable.append(path)
+                continue
             try:
                 planes = planes_of(ds, 0) if ds is not None and "Rows" in ds else None
             except Exception:  # malformed values (e.g. Rows = "abc"): not a usable image
                 planes, ds = None, None
-            if ds is None and has_preamble(path):
-                broken.append(path)
+                broken = has_preamble(path)
+            if broken:
+                found.broken.append(path)
             if ds is None or planes is None:
                 continue
             uid = str(ds.get("SeriesInstanceUID", ""))
@@ -162,10 +216,10 @@ def scan_folder(folder: Path) -> tuple[list[Series], int, list[Path]]:
             s.planes.extend(replace(p, file=len(s.paths)) for p in planes)
             s.paths.append(path)
             s.headers.append(ds)
-    series = sorted(by_uid.values(), key=lambda s: s.uid)
-    for s in series:
+    found.series = sorted(by_uid.values(), key=lambda s: s.uid)
+    for s in found.series:
         s.reason = unusable_reason(s)
-    return series, n_files, broken
+    return found
 
 
 def _top_z(s: Series) -> float:

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctface.errors import InvalidInputError
-from ctface.ingest.checks import MAX_SPACING_MM, check_shape, check_spacing, check_voxels
+from ctface.ingest.checks import (
+    MAX_SLICES,
+    MAX_SPACING_MM,
+    check_shape,
+    check_spacing,
+    check_voxels,
+)
 from ctface.ingest.dicom_planes import Plane
 
 UNIFORM_TOL_MM = 0.01
@@ -108,6 +114,11 @@ def _uniform_grid(
         return step, [(k, k, 0.0) for k in range(len(d))]
     target = max(float(gaps.min()), median / 2)
     n_out = int(round((d[-1] - d[0]) / target)) + 1
+    if n_out > MAX_SLICES:  # before the grid is built: a few tiny steps among large ones
+        raise InvalidInputError(
+            f"Slice steps {gaps.min():.2f}-{gaps.max():.2f} mm would be resampled to {n_out} "
+            f"slices (at most {MAX_SLICES})."
+        )
     step = float((d[-1] - d[0]) / (n_out - 1))
     grid = d[0] + step * np.arange(n_out)
     b = np.clip(np.searchsorted(d, grid, side="right"), 1, len(d) - 1)

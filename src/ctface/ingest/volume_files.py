@@ -3,7 +3,8 @@
 NIfTI stores a voxel -> RAS affine; nibabel gives it unchanged (sform if set, else qform, shear
 included) and we flip x, y to LPS. SimpleITK reports NRRD/MetaImage geometry already in LPS
 (origin, spacing, direction). Values must already be HU (rescale/scl_slope applied by the
-readers); a file without any air (1st percentile above -200) is refused as not HU.
+readers); a file without any air (1st percentile above -200) is refused as not HU. Headers are
+checked before any voxel is read (:mod:`ctface.ingest.volume_headers`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import SimpleITK as sitk
 from ctface.errors import InvalidInputError
 from ctface.ingest.checks import HuStats, check_affine, check_shape, first_line, to_hu
 from ctface.ingest.volume import LPS_TO_RAS, CtVolume
+from ctface.ingest.volume_headers import check_metaimage, check_nifti, check_nrrd
 
 SUFFIXES = {
     ".nii": "nifti",
@@ -43,6 +45,7 @@ def _nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     img = nib.load(path)
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InvalidInputError(f"{path} is not a NIfTI image.")
+    check_nifti(path, img.header, path.name.lower().endswith(".gz"))
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -53,7 +56,8 @@ def _nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(data.T), LPS_TO_RAS @ img.affine
 
 
-def _itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _itk(path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    (check_nrrd if fmt == "nrrd" else check_metaimage)(path)
     img = sitk.ReadImage(str(path))
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise InvalidInputError(f"{path} has several values per voxel (colour or vector image).")
@@ -71,8 +75,10 @@ def _itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_volume_file(path: Path, fmt: str) -> CtVolume:
     """Read ``path`` (format ``fmt`` from :func:`file_format`) as an int16 HU CtVolume."""
     try:
-        data, affine = _nifti(path) if fmt == "nifti" else _itk(path)
-    except InvalidInputError:
+        with path.open("rb"):  # the readers would hide a permission error in their own words
+            pass
+        data, affine = _nifti(path) if fmt == "nifti" else _itk(path, fmt)
+    except (InvalidInputError, PermissionError):
         raise
     except Exception as exc:  # nibabel/SimpleITK raise many types on bad files
         raise InvalidInputError(

@@ -15,8 +15,12 @@ correction is a person's, through the hospital's own patient-information reconci
 Resumable and idempotent: each study's outcome is kept in the gallery (``pacs_studies``) and
 the feed's position after it (``pacs.orthanc_change``); a study already holding a ctface SR is
 never answered twice, so a crash re-does at most the study in flight, and its finding and
-enrollment are the same ones again. A study that fails (no usable face, unreadable) is recorded
-with its code and not tried again unless asked (``retry_failed``).
+enrollment are the same ones again. The answer is kept in the gallery before it is sent
+(``pacs.answering.<study UID>``): a run killed after the server stored the SR, before the
+outcome was recorded, finds its own SR next time and completes the study from what it kept
+(its decision recorded, its enrollment made), without a second SR. A study that fails (no
+usable face, unreadable) is recorded with its code and not tried again unless asked
+(``retry_failed``).
 """
 
 from __future__ import annotations
@@ -218,12 +222,34 @@ def recorded(db: GalleryDatabase) -> dict[str, str]:
     return {str(a): str(b) for a, b in db.query("SELECT study_uid, status FROM pacs_studies")}
 
 
+ANSWERING = "pacs.answering."  # + study UID: an answer being sent (``keep_answer``)
+
+
+def keep_answer(db: GalleryDatabase, r: StudyResult, enroll: bool) -> None:
+    """The answer about to be sent (``r``, and whether the study is to be enrolled after it),
+    kept until the study's outcome is recorded: a run killed after the server stored it
+    completes the study from it (``answering``)."""
+    db.set_setting(ANSWERING + r.study_uid, json.dumps({**r.to_json(), "enroll": enroll}))
+
+
+def answering(db: GalleryDatabase, study_uid: str) -> tuple[StudyResult, bool] | None:
+    """The answer kept by ``keep_answer`` for a study whose outcome is not recorded yet."""
+    kept = db.setting(ANSWERING + study_uid)
+    if kept is None:
+        return None
+    data = json.loads(kept)
+    enroll = bool(data.pop("enroll"))
+    data["status"] = StudyStatus(data["status"])
+    return StudyResult(**data), enroll
+
+
 def record(db: GalleryDatabase, r: StudyResult | None, state: dict[str, str]) -> None:
     """A study's outcome and the loop's state after it (``state``: settings), together."""
     with db.transaction() as conn:
         db.put_settings(conn, state)
         if r is None:
             return
+        db.delete_settings(conn, [ANSWERING + r.study_uid])
         conn.execute(STUDIES_TABLE)
         conn.execute(
             "INSERT OR REPLACE INTO pacs_studies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -260,6 +286,16 @@ def _retrieve(web: Any, settings: PacsSettings, study_uid: str, series: list[str
     return out
 
 
+def _check_complete(files: dict[str, list[Path]], counts: dict[str, Any], study_uid: str,
+                    settings: PacsSettings) -> None:  # fmt: skip
+    """RemoteError when a series brought fewer instances than the server announced."""
+    for uid, count in counts.items():
+        if count is not None and len(files[uid]) < int(count):
+            raise RemoteError(f"series {uid} of study {study_uid} arrived incomplete "
+                              f"({len(files[uid])} of {count} instances) from "
+                              f"{settings.dicomweb}")  # fmt: skip
+
+
 def _headers(files: list[Path]) -> list[Any]:
     """The instances' headers (the SR's evidence: no pixel data needed)."""
     import pydicom
@@ -270,25 +306,34 @@ def _headers(files: list[Path]) -> list[Any]:
 def process_study(
     web: Any, gallery: Gallery, settings: PacsSettings, study_uid: str
 ) -> StudyResult:
-    """Identify one study and answer it (module docstring); every outcome recorded."""
+    """Identify one study and answer it (module docstring); every outcome recorded. A study
+    holding a ctface SR is answered already: by this loop in a run stopped before it recorded
+    the outcome (``answering``: the kept answer is the outcome, and the study is enrolled if
+    it was to be), or by another."""
     found = _series(web, settings, study_uid)
+    kept = answering(gallery.db, study_uid)
     if any(_value(s, "modality") == "SR" and _value(s, "description") == SR_DESCRIPTION
            for s in found):  # fmt: skip
-        return StudyResult(study_uid, StudyStatus.ANSWERED)
+        if kept is None:
+            return StudyResult(study_uid, StudyStatus.ANSWERED)
+        if not kept[1]:
+            return kept[0]
+    else:
+        kept = None  # not sent: answered again from the start
     ct = {u: _value(s, "instances") for s in found
           if _value(s, "modality") == "CT" and (u := _value(s, "series_uid"))}  # fmt: skip
     if not ct:
-        return StudyResult(study_uid, StudyStatus.NO_CT)
+        return StudyResult(study_uid, StudyStatus.NO_CT) if kept is None else kept[0]
     with tempfile.TemporaryDirectory(prefix="ctface-pacs-") as tmp:
-        files = _retrieve(web, settings, study_uid, list(ct), Path(tmp))
-        for uid, count in ct.items():
-            if count is not None and len(files[uid]) < int(count):
-                raise RemoteError(f"series {uid} of study {study_uid} arrived incomplete "
-                                  f"({len(files[uid])} of {count} instances) from "
-                                  f"{settings.dicomweb}")  # fmt: skip
         try:
+            files = _retrieve(web, settings, study_uid, list(ct), Path(tmp))
+            _check_complete(files, ct, study_uid, settings)
             acq = _acquire(Path(tmp), gallery)
         except CtfaceError as e:
+            if kept is not None and not (isinstance(e, RemoteError) and e.transient):
+                return replace(kept[0], enrolled=False)  # the SR is stored: its answer stands
+            if isinstance(e, RemoteError):
+                raise
             _series(web, settings, study_uid)  # the server still there: the study's own fault
             first = next((f[0] for f in files.values() if f), None)
             header = str(_headers([first])[0].get("PatientID", "")) if first else ""
@@ -296,8 +341,19 @@ def process_study(
                                code=str(failure_code(e)),
                                reason=str(e).replace(tmp, "<study>"))  # fmt: skip
         series_uid = acq.record.series_uid or next(iter(files))
+        if kept is not None:  # the SR stored by a run stopped before its enrollment
+            return replace(kept[0], enrolled=_enroll(gallery, acq, study_uid, series_uid,
+                                                     kept[0].header_patient_id or ""))  # fmt: skip
         evidence = _headers(files[series_uid])
     return _answer(web, gallery, settings, study_uid, acq, series_uid, evidence)
+
+
+def _enroll(gallery: Gallery, acq: Acquisition, study_uid: str, series_uid: str,
+            header: str) -> bool:  # fmt: skip
+    """Enroll the study's scan under its header's PatientID; whether it was new."""
+    source = replace(acq.record, source=f"pacs {study_uid}/{series_uid}")
+    (outcome,) = gallery.enroll(replace(acq, record=source), header)
+    return bool(outcome.status == "enrolled")
 
 
 def _acquire(folder: Path, gallery: Gallery) -> Acquisition:
@@ -320,16 +376,15 @@ def _answer(web: Any, gallery: Gallery, settings: PacsSettings, study_uid: str,
         _keep_finding(gallery, study_uid, series_uid, header, result, acq)
     sr = identification_sr(evidence, summary, header)
     answer = [sr] + ([review_kos(evidence, sr)] if mismatch and settings.kos else [])
+    enroll = bool(settings.enroll_confirmed and header and (face == header or (
+        face is None and header not in enrolled_ids)))  # fmt: skip
+    done = StudyResult(study_uid, StudyStatus.DONE, series_uid, header, summary["decision"],
+                       summary["candidates"], str(sr.SOPInstanceUID), mismatch)  # fmt: skip
+    keep_answer(gallery.db, done, enroll)  # before it is sent: a kill after it is stored
     _store(web, settings, study_uid, answer)
-    enrolled = False  # after the SR: a rerun must never find the study's own template
-    if settings.enroll_confirmed and header and (face == header or (
-            face is None and header not in enrolled_ids)):  # fmt: skip
-        source = replace(acq.record, source=f"pacs {study_uid}/{series_uid}")
-        (outcome,) = gallery.enroll(replace(acq, record=source), header)
-        enrolled = outcome.status == "enrolled"
-    return StudyResult(study_uid, StudyStatus.DONE, series_uid, header,
-                       summary["decision"], summary["candidates"],
-                       str(sr.SOPInstanceUID), mismatch, enrolled)  # fmt: skip
+    # the enrollment after the SR: a rerun must never find the study's own template
+    enrolled = enroll and _enroll(gallery, acq, study_uid, series_uid, header)
+    return replace(done, enrolled=enrolled)
 
 
 def _store(web: Any, settings: PacsSettings, study_uid: str, answer: list[Any]) -> None:

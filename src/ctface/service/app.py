@@ -10,6 +10,7 @@ names or header values.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import secrets
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ctface.api import Gallery
 from ctface.errors import CtfaceError, FailureCode
@@ -162,14 +164,16 @@ def install_errors(app: FastAPI, metrics: Metrics) -> None:
 
 UPLOAD_ROUTES = (f"/{VERSION}/identify", f"/{VERSION}/verify", f"/{VERSION}/enroll")
 SMALL_BODY = 64 * 1024  # every other route's body limit (a decision, the login form)
+CLIENT_CLOSED = 499  # logged and counted for a client gone before its answer (nginx's code)
 
 
 class Guard:
     """Outermost layer of the app: a request ID; the body size limit (the upload limit on the
     upload routes, ``SMALL_BODY`` elsewhere: 413 from Content-Length at once, or when the
     streamed body passes it); any error no handler took answered as JSON 500 without its
-    message (it may quote input) and not passed on (the server would log its traceback); one
-    log line and the metrics per request."""
+    message (it may quote input) and not passed on (the server would log its traceback),
+    except a client gone mid-request (an upload given up): nobody to answer, no error of the
+    server's, logged and counted as 499; one log line and the metrics per request."""
 
     def __init__(self, app: Any, service: Service) -> None:
         self.app, self.service = app, service
@@ -191,12 +195,20 @@ class Guard:
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
-        seen = [0]
+        seen, whole = [0], [False]
+        idle = self.service.settings.body_idle_s
+        stalled = ServiceError(408, "timeout", f"no part of the request body came for {idle:g} s")
 
         async def receiving() -> dict[str, Any]:
-            message: dict[str, Any] = await receive()
+            if whole[0]:  # after the body only a disconnect comes, however late
+                return dict(await receive())
+            try:  # a client that stops sending mid-body would hold its worker slot for good
+                message: dict[str, Any] = await asyncio.wait_for(receive(), idle)
+            except TimeoutError:
+                raise stalled from None
             if message["type"] == "http.request":
                 seen[0] += len(message.get("body", b""))
+                whole[0] = not message.get("more_body", False)
                 if seen[0] > limit:
                     raise too_large
             return message
@@ -209,6 +221,8 @@ class Guard:
                 await error_response(refused)(scope, receive, sending)
             else:
                 await self.app(scope, receiving, sending)
+        except ClientDisconnect:  # the upload folder and slot are released on the way out
+            status[0] = status[0] or CLIENT_CLOSED
         except Exception as e:  # noqa: BLE001 - no handler took it: a bug, answered plainly
             log.error("%s internal error: %s", rid, type(e).__name__)
             if not status[0]:

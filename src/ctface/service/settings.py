@@ -7,6 +7,7 @@ from pathlib import Path
 
 DEFAULT_MAX_UPLOAD = 2 * 1024**3  # bytes of one request's body
 DEFAULT_TIMEOUT_S = 600.0  # the time a request's heavy work may take
+DEFAULT_BODY_IDLE_S = 60.0  # the longest wait for the next piece of a request's body
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class ServiceSettings:
     queue: int = 4  # requests that may wait for a worker beyond those running (then 503)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     timeout_s: float = DEFAULT_TIMEOUT_S
+    body_idle_s: float = DEFAULT_BODY_IDLE_S  # a body stalled longer: 408, its slot freed
     weights: Path | None = None  # the recognition model (default: the shipped one)
     temp_dir: Path | None = None  # where uploads are unpacked (default: the system's)
     threads_per_worker: int = 1
