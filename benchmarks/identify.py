@@ -286,13 +286,22 @@ def read_manifest(folder: Path) -> list[dict[str, str]]:
 def phantom_cohort(spec: Any, folder: Path, jobs: int = 1) -> tuple[list[dict[str, str]], float]:
     """The cohort's manifest rows, generated into ``folder`` unless a cohort of the same spec
     is there already (then the generation seconds are 0)."""
+    from ctface.errors import InvalidInputError
     from ctface.phantom import generate_cohort
+    from ctface.phantom.params import NuisanceConfig
 
     stamp = folder / "cohort.json"
     if (folder / "manifest.csv").exists() and stamp.exists():
         kept = json.loads(stamp.read_text())
         wanted = json.loads(json.dumps(dataclasses.asdict(spec)))
-        if all(kept.get(k) == v for k, v in wanted.items() if k in kept):
+        # a nuisance written before a field existed holds it at its default
+        kept.setdefault("style", "standard")  # written before the held-out style existed
+        same = all(kept.get(k) == v for k, v in wanted.items() if k in kept and k != "nuisance")
+        try:
+            same = same and NuisanceConfig.from_dict(kept.get("nuisance", {})) == spec.nuisance
+        except InvalidInputError:  # a nuisance field this version does not know
+            same = False
+        if same:
             return read_manifest(folder), 0.0
         raise SystemExit(f"{folder} holds another cohort than this benchmark's: use another --data")
     t = time.perf_counter()

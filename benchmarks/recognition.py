@@ -22,6 +22,9 @@ median of the view embeddings (the rule new model files record), their mean (the
 files) and the frontal view alone. ``--views N`` embeds N of the 90 views (evenly spaced), for
 networks too slow to embed all of them on a CPU.
 
+``--uncapped`` scores the paper's adjustment without the face-anchored cap on max SX (the rule
+before issue 16) on the same cached renderings.
+
 Decision thresholds: for a model that the shipped calibration (``calibration.json``) was made
 for, its thresholds (fitted on another cohort) are applied to every pair of this cohort's scans
 (its own template rule): the observed FMR and FNMR, with exact 95 % CIs. A genuine pair with a
@@ -195,7 +198,16 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="NAME=FILE (repeatable)")
     ap.add_argument("--views", type=int, default=90)
     ap.add_argument("--out", type=Path, default=RESULTS / "recognition.json")
+    ap.add_argument(
+        "--uncapped",
+        action="store_true",
+        help="the adjustment's max SX not capped at the face (the earlier rule)",
+    )
     args = ap.parse_args()
+    if args.uncapped:  # the ablation of the face-anchored cap (render.depth, issue 16)
+        import ctface.render.depth as depth
+
+        depth.FACE_TOP_MM = float("inf")
     if args.rescore is not None:
         rescore(args.rescore)
         return
@@ -223,6 +235,7 @@ def main() -> None:
         "failures_to_acquire": failures,
         "fta_rate": proportion(len(failures), len(examples) + len(failures)),
         "pipeline_s_per_scan": round(float(np.mean(seconds)), 2) if seconds else None,
+        "adjustment": "uncapped max SX" if args.uncapped else "max SX capped at the face",
         "models": {},
     }
     head = ("model", "template", "rank-1", "95% CI", "acquired", "AUC", "VACC", "probes", "s/scan")

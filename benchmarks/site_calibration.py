@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%d"),
         "command": "python benchmarks/site_calibration.py --cohort "
-        f"{portable_path(args.cohort)} --trials {args.trials} --seed {args.seed}",
+        f"{portable_path(args.cohort)} --trials {args.trials} --seed {args.seed}"
+        + (f" --weights {portable_path(args.weights)}" if args.weights else ""),
         "cohort": portable_path(args.cohort),
         "model_version": model.version,
         "scans": len(t.subjects),

@@ -333,7 +333,8 @@ def test_train_phantoms_writes_examples_and_resumes(
     assert r.returncode == 0, r.stderr
     jobs = plan(CohortSpec(subjects=1, scans_min=2, scans_max=3, seed=5151))
     files = [cache / f"ct_5151_00000_{j.scan_index:02d}.npz" for j in jobs]
-    assert sorted(cache.iterdir()) == files and len(files) == 2  # 2-3 scans: this seed draws 2
+    assert sorted(cache.glob("ct_*.npz")) == files and len(files) == 2  # this seed draws 2
+    assert (cache / "nuisance_5151.json").is_file()  # the draws, checked when resumed
     assert json.loads(r.stdout) == {**json.loads(r.stdout), "scans": 2, "subjects": 1}
     for k, path in enumerate(files):
         ex = DepthExample.load(path)

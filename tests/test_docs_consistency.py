@@ -994,6 +994,46 @@ FIGURES: list[Figure] = [
         "left. The 2 CPUs were shared with other work (load average {} on average)",
         lambda: _soak_claims(),
     ),
+    # ------------------------------------------------------------------ README: issue 16
+    (
+        README,
+        "| adjustment capped at the face (this release) | **{}** ({}/{}; {}–{}) | {} | {} | {} % "
+        "({}/{}), FMR {} ({}/{}) |",
+        lambda: _heldout_row("recognition_heldout.json"),
+    ),
+    (
+        README,
+        "| max SX uncapped (the earlier rule, `--uncapped`) | {} ({}/{}) | {} | {} | {} % ({}/{}), "
+        "FMR {} |",
+        lambda: _heldout_row("recognition_heldout_uncapped.json", short=True),
+    ),
+    (
+        README,
+        "there the true FMR is {} ({}/{}; 95 % CI 4.8e-4–1.7e-3) and the **FNMR {} %**",
+        lambda: _site_heldout("site_calibration_heldout.json"),
+    ),
+    (
+        README,
+        "| shipped | {} | {} | {} % ({}) | {} | {} | {} | {} |",
+        lambda: _candidate_row("shipped", "site_calibration_heldout.json"),
+    ),
+    (
+        README,
+        "| robust candidate | **{}** ({}/{}) | **{}** | **{} %** ({}) | {} | {} | {} | {} |",
+        lambda: _candidate_row(
+            "robust-candidate", "site_calibration_heldout_candidate.json", counts=True
+        ),  # fmt: skip
+    ),
+    (
+        README,
+        "glasses median shift {} ({} of 6 under 0.510), an ET tube with connector {} ({} of 6), "
+        "the held-out ET tube with hose {} ({} of 6)",
+        lambda: [
+            v
+            for k in ("glasses", "et_connector", "heldout_endotracheal")
+            for v in (f4(_shift16(k)["shift"]["median"]), str(_shift16(k)["below_0.510"]))
+        ],
+    ),  # fmt: skip
     # ------------------------------------------------------------------ README: reconcile
     (
         README,
@@ -2230,3 +2270,53 @@ def test_model_cards_give_the_shipped_weights_hashes(card: str) -> None:
     for weights in WEIGHTS[card]:
         digest = hashlib.sha256((ROOT / weights).read_bytes()).hexdigest()
         assert digest in doc(card), f"{card} lacks the SHA-256 of {weights} ({digest})"
+
+
+def _shift16(factor: str) -> dict[str, Any]:
+    return get("factor_shifts_issue16.json", "summary", factor)
+
+
+def _heldout_row(name: str, short: bool = False) -> list[str]:
+    """A row of the README's held-out table: the shipped model's rank-1, AUC, FTA, and its
+    FNMR / FMR at the shipped FMR-1e-3 threshold."""
+    m = get(name, "models", "shipped")
+    r, at = m["median"], m["calibrated_thresholds"]["fmr=0.001"]
+    probes = r["n_probes"] + r["n_failed_probes"]
+    fnmr, fmr = at["fnmr"], at["fmr"]
+    head = [f3(r["rank1"]), str(r["hits"]), str(probes)]
+    if not short:
+        head += [f3(r["rank1_ci95"][0]), f3(r["rank1_ci95"][1])]
+    tail = [pct(fnmr["rate"]), str(fnmr["count"]), str(fnmr["of"]), sci(fmr["rate"])]
+    if not short:
+        tail += [str(fmr["count"]), thousands(fmr["of"])]
+    return [*head, f4(r["auc"]), str(len(get(name, "failures_to_acquire"))), *tail]
+
+
+def _site_heldout(name: str) -> list[str]:
+    """The true FMR and FNMR at the FMR-1e-3 threshold the site calibration estimates from the
+    held-out cohort's own, correctly filed gallery (misfiling rate 0)."""
+    site = get(name, "rates", 0, "0.001", "site")
+    pairs = get(name, "impostor_pairs")
+    return [sci(site["true_fmr_median"]), str(round(site["true_fmr_median"] * pairs)),
+            thousands(pairs), pct(site["true_fnmr_median"])]  # fmt: skip
+
+
+def _candidate_row(model: str, site_file: str, counts: bool = False) -> list[str]:
+    """The README's shipped-vs-candidate row: held-out rank-1 and AUC, FNMR at the site-calibrated
+    threshold, blind and check cohorts' rank-1 and AUC (one run per cohort for both models)."""
+    held = get("recognition_heldout.json", "models", model, "median")
+    blind = get("recognition_blind_robust_candidate.json", "models", model, "median")
+    check = get("recognition_check1818_robust_candidate.json", "models", model, "median")
+    site = get(site_file, "rates", 0, "0.001", "site")
+    r1 = [f3(held["rank1"])] + ([str(held["hits"]), str(held["n_probes"])] if counts else [])
+    auc = f4(held["auc"])
+    return [
+        *r1,
+        auc,
+        pct(site["true_fnmr_median"]),
+        sci(site["true_fmr_median"]),
+        f3(blind["rank1"]),
+        f5(blind["auc"]),
+        f3(check["rank1"]),
+        f5(check["auc"]),
+    ]

@@ -168,6 +168,47 @@ def test_tiny_training_reduces_loss_and_separates_identities(
     assert roc_auc(own, impostor) > 0.75  # measured 0.84-0.90
 
 
+def test_robust_augmentations_change_only_what_they_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each robust augmentation alone (probability 1): scale keeps the face's shape and lowers
+    its grey levels by at most 15 %; bumps change face pixels only, by at most ~5 mm; holes only
+    blank pixels; a stripe writes near grey levels (0.8-1) along a line. The standard recipe
+    leaves the robust ones out."""
+    import dataclasses
+
+    import ctface.embed.train as train
+    from ctface.embed.config import CONFIGS
+
+    x = torch.zeros(12, 1, 64, 64)
+    x[:, :, 10:50, 12:52] = torch.rand(12, 1, 40, 40) * 0.5 + 0.3
+    face = x > 0
+    rng = np.random.default_rng(5)
+    for name in ("P_SCALE", "P_BUMPS", "P_HOLES", "P_STRIPE"):
+        monkeypatch.setattr(train, name, 1.0)
+    scaled = train._scale(x.clone(), rng)
+    assert bool((scaled[~face] == 0).all())
+    for before, after, on in zip(x, scaled, face, strict=True):
+        ratio = after[on] / before[on]
+        assert float(ratio.min()) >= 0.85 - 1e-6 and float(ratio.max()) <= 1 + 1e-6
+        assert float(ratio.max() - ratio.min()) < 1e-5  # one factor per image
+    bumped = train._bumps(x.clone(), rng)
+    assert bool((bumped[~face] == 0).all()) and bool((bumped != x).any())
+    assert float((bumped - x).abs().max()) * train.MM_PER_UNIT <= train.BUMP_MM + 1e-3
+    holed = train._holes(x.clone(), rng)
+    changed = holed != x
+    assert bool(changed.any()) and bool((holed[changed] == 0).all())
+    striped = train._stripe(x.clone(), rng)
+    new = striped[striped != x]
+    assert len(new) and float(new.min()) >= 0.8 - 1e-6
+    for p in ("P_OCCLUDE", "P_CUT"):
+        monkeypatch.setattr(train, p, 0.0)
+    plain = train.augment(x.clone(), CONFIGS["default"], rng)
+    assert bool((plain == x).all())
+    robust = dataclasses.replace(CONFIGS["default"], extra={"augment": train.ROBUST})
+    assert bool((train.augment(x.clone(), robust, rng) != x).any())
+
+
 def test_cli_train_chain_on_tiny_data(tmp_path: Path, cli: Cli) -> None:
     """faces -> pretrain -> segmenter -> finetune through the CLI, on 16 tiny identities; the
     written model loads and embeds (whether it is any good is the benchmark's business)."""
@@ -206,10 +247,12 @@ def test_cli_train_chain_on_tiny_data(tmp_path: Path, cli: Cli) -> None:
     assert reported == pytest.approx(iou(pred, truth), abs=1e-9)
     work = str(tmp_path / "w")
     r = cli("train", "finetune", "--ct", str(ct), "--segmenter", str(seg), "--init", str(pre),
-             "--iterations", "2", "--work", work, "--out", str(model), "--json")  # fmt: skip
+             "--iterations", "2", "--work", work, "--out", str(model), "--augment", "robust",
+             "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    from ctface.embed.embedder import FaceEmbedder
+    from ctface.embed.embedder import FaceEmbedder, load_network
 
+    assert load_network(model)[0].extra["augment"] == "robust"  # recorded in the model file
     emb = FaceEmbedder.load(model)
     depth = DepthExample.load(ct / "ct_0_00000_00.npz").depth_mm.astype(np.float32)
     imgs, _ = emb.images(depth)
@@ -297,3 +340,33 @@ def test_template_rules_and_the_rule_a_model_file_records(tmp_path: Path) -> Non
     assert t.n_views == 10 and float(t.vector @ u) == pytest.approx(1.0)
     model.template_rule = "mean"
     assert np.allclose(model.template_of_depth(depth).vector, scan_template(views, "mean"))
+
+
+def test_phantom_example_cache_refuses_other_nuisance_draws(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training cache resumed with other nuisance draws (e.g. --nuisance domain-randomized
+    over a cache of the shipped model's draws) is refused in one line, never silently mixed."""
+    import ctface.embed.examples as examples
+    from ctface.errors import InvalidInputError
+    from ctface.landmarks.dataset import DOMAIN_RANDOMIZED, TRAINING_NUISANCE
+
+    monkeypatch.setattr(examples, "plan", lambda spec: [])  # no scan made: only the stamp
+    assert examples.prepare_phantom_examples(tmp_path, 3, 1, TRAINING_NUISANCE) == []
+    assert examples.prepare_phantom_examples(tmp_path, 3, 1, TRAINING_NUISANCE) == []
+    with pytest.raises(InvalidInputError, match="other nuisance draws"):
+        examples.prepare_phantom_examples(tmp_path, 3, 1, DOMAIN_RANDOMIZED)
+    assert examples.prepare_phantom_examples(tmp_path, 4, 1, DOMAIN_RANDOMIZED) == []
+
+
+def test_people_of_two_phantom_seeds_are_not_merged(tmp_path: Path) -> None:
+    """Caches of two seeds both name their people S0001...: one training set made of both
+    (the shipped recipe's people plus domain-randomized ones) keeps them apart."""
+    from ctface.embed.dataset import image_set
+
+    depth = np.full((2, 8, 8), 50.0, np.float16)
+    for name in ("ct_5151_00000_00", "ct_5151_00000_01", "ct_5353_00000_00"):
+        DepthExample(f"S0001_{name[-2:]}", "S0001", depth, None).save(tmp_path / f"{name}.npz")
+    data = image_set(sorted(tmp_path.glob("ct_*.npz")))
+    assert data.subject_ids == ["5151/S0001", "5353/S0001"]
+    assert data.subject.tolist() == [0, 0, 0, 0, 1, 1]

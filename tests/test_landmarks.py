@@ -311,6 +311,48 @@ def test_confident_ct_fan_skips_the_fit(monkeypatch: pytest.MonkeyPatch) -> None
     assert np.allclose(res["nose_tip"].lps, face[2] + 0.5)  # the two agree: their mean
 
 
+def test_lost_ct_fan_takes_the_better_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CT-FAN lost (its points 4-10 mm from the fit started from its frame): the fit alone from
+    the geometric locator, unless the fit from CT-FAN's frame explains more of the skin
+    (Visible Human re-acquired, issue 16: the locator takes its chin for the nose, inliers 0.51
+    against 0.77) or the locator finds no face; then that fit is taken only where >= 2 of
+    CT-FAN's points lie within 10 mm of it, else the scan has no face."""
+    face, volume = FACE.astype(float), _slab(-60.0)
+    ct_fan = face + np.array([0.0, 0.0, 6.0])  # every point 6 mm off the fit's: "lost"
+    peaks = np.full(5, 0.45)
+    own = {"inlier_fraction": 0.77, "rms_mm": 0.8}
+
+    def cross_check(v: object, e: object, f: object, d: dict[str, object]) -> object:
+        d["surface_fit"] = dict(own)
+        return face.copy(), CrossCheck.FIT, "agreement within 4 mm"
+
+    def geometric(inliers: float | None) -> None:
+        def fit_alone(v: object, f: object, d: dict[str, object]) -> object:
+            if inliers is None:
+                raise NoFaceError("no face in field of view: nothing nose-like")
+            d["surface_fit"] = {"rms_mm": 1.1, "start": "geometric locator"}
+            return face + 50.0, np.full(5, inliers)
+
+        monkeypatch.setattr(detect, "_fit_alone", fit_alone)
+
+    monkeypatch.setattr(detect, "_ct_fan", lambda v, w, d: (ct_fan.copy(), peaks.copy()))
+    monkeypatch.setattr(detect, "_cross_check", cross_check)
+    for inliers in (None, 0.51):  # no face for the locator / the locator's fit is worse
+        geometric(inliers)
+        res = detect_landmarks(volume)
+        assert res.cross_check is CrossCheck.FALLBACK and res.method == "surface-fit"
+        assert np.allclose(res.estimate_lps, face)  # the fit from CT-FAN's frame
+        assert all(lm.confidence == 0.5 for lm in res.landmarks.values())  # capped
+        assert res.details["surface_fit"]["start"] == "CT-FAN's frame"
+    geometric(0.9)  # the locator's fit explains more: it is taken, as before
+    res = detect_landmarks(volume)
+    assert np.allclose(res.estimate_lps, face + 50.0)
+    ct_fan += np.array([0.0, 0.0, 9.0])  # 15 mm off: not the same face
+    geometric(None)
+    with pytest.raises(NoFaceError, match="nothing nose-like"):
+        detect_landmarks(volume)
+
+
 def test_fit_point_past_the_edge_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     """InVesalius 0051 in miniature: CT-FAN's mouth corners weak (peak 0.21) and 15 mm inside,
     the fit's 0.2 and 1 mm past the inferior edge -> missing with the reason, never the fit's

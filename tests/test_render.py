@@ -301,3 +301,27 @@ def test_cli_render(thick: tuple[CtVolume, dict[str, Any]], tmp_path: Path, cli:
     res = cli("render", str(air), "--out", str(tmp_path / "a"))
     assert res.returncode == 6 and res.stderr.count("\n") == 1, res.stderr  # no usable face
     assert "No head in the field of view" in res.stderr and not (tmp_path / "a").exists()
+
+
+def test_adjustment_is_anchored_on_the_face_not_on_a_nearer_object() -> None:
+    """A tube connector 60 mm in front of the nose tip (depth 160 mm) is clipped instead of
+    setting max(SX): the face keeps at least 100/115 of the grey levels it has without the tube
+    (the cap, 15 mm in front of the nose tip), where the uncapped maximum squeezes it to 100/160
+    (issue 16). Below the cap the paper's per-image maximum still rules."""
+    from ctface.render.depth import FACE_TOP_MM, REFERENCE_MM, SCALE_C, normalize_depth
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    face = REFERENCE_MM - 0.05 * ((yy - 32.0) ** 2 + (xx - 32.0) ** 2)  # nose tip at 100 mm
+    face = np.where(face > 5, face, np.nan)[None].astype(np.float32)
+    tube = face.copy()
+    tube[0, 30:34, 40:60] = REFERENCE_MM + 60.0
+    plain, with_tube = normalize_depth(face, 0.0, SCALE_C), normalize_depth(tube, 0.0, SCALE_C)
+    untouched = np.isfinite(face[0]) & (tube[0] == face[0])
+    assert int(plain.max()) == 220
+    ratio = with_tube[0][untouched] / plain[0][untouched]
+    assert ratio.min() >= REFERENCE_MM / FACE_TOP_MM - 0.02 and ratio.max() <= 1.0
+    assert bool((with_tube[0][tube[0] > REFERENCE_MM + 30] == 255).all())
+    uncapped = normalize_depth(tube, 0.0, SCALE_C, top_mm=np.inf)
+    assert uncapped[0][untouched].max() < 0.7 * 220  # the squeeze the cap prevents
+    higher = face + 10.0  # a forehead 10 mm above the nose plane: still its own maximum
+    assert int(normalize_depth(higher, 0.0, SCALE_C).max()) == 220 and FACE_TOP_MM >= 110

@@ -1,10 +1,20 @@
-"""Triangle-mesh geometry shared by the phantom generator and the renderer."""
+"""Geometry shared by the phantom generator, the renderer and the re-acquisition of real CTs:
+triangle-mesh sampling, rotations about a coordinate axis."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def axis_rotation(axis: int, deg: float) -> np.ndarray:
+    """3x3 rotation by ``deg`` degrees about coordinate axis ``axis`` (0, 1, 2), right-handed."""
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    i, j = [a for a in range(3) if a != axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ctface.cli.common import progress_bar
 from ctface.cli.main import app
-from ctface.phantom.params import NuisanceConfig
+from ctface.phantom.params import GeneratorStyle, NuisanceConfig
 
 face_model_app = typer.Typer(help="Build or inspect the ICT-FaceKit face model file.")
 app.add_typer(face_model_app, name="face-model")
@@ -25,6 +25,7 @@ def run_phantom(
     *, subjects: int, scans_min: int, scans_max: int, seed: int, out: Path,
     dicom_fraction: float, jobs: int, qc: bool, face_model: Path | None, quiet: bool,
     nuisance: Path | NuisanceConfig | None = None,
+    style: GeneratorStyle = GeneratorStyle.STANDARD,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Generate a cohort with a progress bar (shared by `phantom` and `demo`)."""
     from ctface.errors import InvalidInputError
@@ -40,7 +41,7 @@ def run_phantom(
     spec = CohortSpec(
         subjects=subjects, scans_min=scans_min, scans_max=scans_max, seed=seed,
         dicom_fraction=dicom_fraction, qc=qc, face_model=str(face_model) if face_model else None,
-        nuisance=cfg,
+        nuisance=cfg, style=GeneratorStyle(style),
     )  # fmt: skip
     spec.validate()
     find_face_model(spec.face_model)  # a missing model fails before any progress is shown
@@ -98,13 +99,20 @@ def phantom(
         help="JSON file overriding nuisance/acquisition probabilities and ranges "
         "(fields of ctface.phantom.params.NuisanceConfig, documented in the README).",
     ),  # fmt: skip
+    style: GeneratorStyle = typer.Option(
+        GeneratorStyle.STANDARD,
+        "--style",
+        help="Generator configuration: standard (training) or heldout (a test-only appearance, "
+        "acquisition and device model that no training configuration draws; recorded in "
+        "cohort.json).",
+    ),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print the manifest rows as JSON."),
 ) -> None:
     """Generate a synthetic head-CT cohort (NIfTI/DICOM, ground-truth JSON, manifest.csv)."""
     rows = run_phantom(
         subjects=subjects, scans_min=scans_min, scans_max=scans_max, seed=seed, out=out,
         dicom_fraction=dicom_fraction, jobs=jobs, qc=qc, face_model=face_model, quiet=json_out,
-        nuisance=nuisance,
+        nuisance=nuisance, style=style,
     )  # fmt: skip
     if json_out:
         print(json.dumps({"out": str(out), "scans": rows}, indent=1))

@@ -6,6 +6,7 @@ The shipped model is reproduced by the commands in ``embed/weights/MODEL_CARD.md
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,20 @@ train_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
+
+
+class Augment(enum.StrEnum):
+    """Fine-tuning augmentation (``embed.train``): the shipped model's, or also the robust set."""
+
+    STANDARD = "standard"
+    ROBUST = "robust"
+
+
+class TrainingNuisance(enum.StrEnum):
+    """The phantoms' nuisance draws: the shipped model's, or with domain randomization."""
+
+    TRAINING = "training"
+    DOMAIN_RANDOMIZED = "domain-randomized"
 
 
 def _cached(folder: Path, pattern: str) -> list[Path]:
@@ -58,19 +73,26 @@ def phantoms(
     subjects: int = typer.Option(100, "--subjects", min=1),
     seed: int = typer.Option(5151, "--seed"),
     jobs: int = typer.Option(2, "--jobs", min=1),
+    nuisance: TrainingNuisance = typer.Option(
+        TrainingNuisance.TRAINING,
+        "--nuisance",
+        help="domain-randomized: also the extra devices and objects around the face.",
+    ),  # fmt: skip
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Render CT phantoms (2-3 scans each, every nuisance) with their true face masks."""
     from ctface.embed.examples import prepare_phantom_examples
-    from ctface.landmarks.dataset import TRAINING_NUISANCE
+    from ctface.landmarks.dataset import DOMAIN_RANDOMIZED, TRAINING_NUISANCE
 
+    draws = {TrainingNuisance.TRAINING: TRAINING_NUISANCE,
+             TrainingNuisance.DOMAIN_RANDOMIZED: DOMAIN_RANDOMIZED}[nuisance]  # fmt: skip
     t0 = time.time()
     with progress_bar(json_out) as bar:
         task = bar.add_task("scans", total=None, info="")
-        paths = prepare_phantom_examples(cache, seed, subjects, TRAINING_NUISANCE, (2, 3), jobs,
+        paths = prepare_phantom_examples(cache, seed, subjects, draws, (2, 3), jobs,
                                          lambda _p: bar.advance(task))  # fmt: skip
     s = {"cache": str(cache), "subjects": subjects, "scans": len(paths), "seed": seed,
-         "seconds": time.time() - t0}  # fmt: skip
+         "nuisance": nuisance.value, "seconds": time.time() - t0}  # fmt: skip
     report(s, json_out, f"{len(paths)} scans of {subjects} subjects in {cache}")
 
 
@@ -139,6 +161,7 @@ def _train(
     seed: int,
     quiet: bool,
     group: tuple[int | None, int | None] = (None, None),
+    augment: str | None = None,
 ) -> tuple[Any, Any, Any, dict[str, Any]]:
     from ctface.embed.dataset import image_set
     from ctface.embed.embedder import load_network
@@ -155,6 +178,10 @@ def _train(
     if group[0] is not None or group[1] is not None:
         e, l_ = group[0] or cfg.group_e, group[1] or cfg.group_l
         cfg = dataclasses.replace(cfg, group_e=e, group_l=l_)
+    if augment is not None:  # the one asked for, whatever the --init network was trained with
+        extra = {k: v for k, v in cfg.extra.items() if k != "augment"}
+        cfg = dataclasses.replace(cfg, extra=extra | ({} if augment == "standard" else
+                                                      {"augment": augment}))  # fmt: skip
     seg = load_segmenter(segmenter_path) if segmenter_path is not None else None
     t0 = time.time()
     with progress_bar(quiet) as bar:
@@ -222,6 +249,9 @@ def finetune(
     group_e: int | None = typer.Option(None, "--group-e", min=2, help="E: images per subject."),
     group_l: int | None = typer.Option(None, "--group-l", min=2, help="L: subjects per batch."),
     seed: int = typer.Option(0, "--seed"),
+    augment: Augment = typer.Option(
+        Augment.STANDARD, "--augment", help="robust: also scale, bumps, holes, stripes."
+    ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train (or fine-tune) on CT phantoms; writes a complete model (network + separation)."""
@@ -233,9 +263,11 @@ def finetune(
     from ctface.evaluate import cross_scan
 
     name = "finetune" if init is not None else "scratch"
+    robust = "" if augment is Augment.STANDARD else f"-{augment.value}"  # its own checkpoints
     cfg, net, seg, info = _train(_cached(ct, "ct_*.npz"), segmenter_path, config, init,
-                                 f"{name}-{config}", work, iterations, seed, json_out,
-                                 (group_e, group_l))  # fmt: skip
+                                 f"{name}-{config}{robust}", work, iterations, seed, json_out,
+                                 (group_e, group_l), augment.value)  # fmt: skip
+    info["augment"] = augment.value
     if validation is not None:
         val = image_set(_cached(validation, "ct_*.npz"), seg)
         emb = embed_images(net, cfg, val.images)

@@ -62,6 +62,13 @@ class ImageSet:
                         [self.scan_ids[i] for i in scans])  # fmt: skip
 
 
+def subject_key(path: Path, subject_id: str) -> str:
+    """The person an example shows: phantom caches (``ct_<seed>_<subject>_<scan>.npz``) of two
+    seeds both call their people S0001, S0002, ...: the seed tells them apart."""
+    parts = path.stem.split("_")
+    return f"{parts[1]}/{subject_id}" if parts[0] == "ct" and len(parts) == 4 else subject_id
+
+
 def image_set(
     paths: Sequence[Path],
     segmenter: FaceSegmenter | None = None,
@@ -89,7 +96,7 @@ def image_set(
             elif segmenter is not None:
                 mask = face_masks(segmenter, depth)
         images.append(face_images(depth, mask, adjusted=stage == "final"))
-        s = subject_index.setdefault(ex.subject_id, len(subject_index))
+        s = subject_index.setdefault(subject_key(path, ex.subject_id), len(subject_index))
         subj.append(np.full(len(depth), s))
         scans.append(np.full(len(depth), len(scan_ids)))
         scan_ids.append(ex.scan_id)

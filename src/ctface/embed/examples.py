@@ -18,15 +18,17 @@ as one ``.npz`` so preparation resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ctface.embed.images import pool_depth
+from ctface.errors import InvalidInputError
 from ctface.face_model import five_landmarks
-from ctface.files import save_npz_atomic
+from ctface.files import save_npz_atomic, write_text_atomic
 from ctface.ingest.canonical import canonicalize
 from ctface.ingest.head import find_head
 from ctface.jobs import map_jobs
@@ -161,8 +163,18 @@ def prepare_phantom_examples(
     jobs: int = 1,
     progress: Callable[[Path], None] | None = None,
 ) -> list[Path]:
-    """Cache files of every scan of a ``subjects``-person cohort with ``seed`` (resumable)."""
+    """Cache files of every scan of a ``subjects``-person cohort with ``seed`` (resumable).
+    The nuisance draws are stamped per seed (``nuisance_<seed>.json``): resuming a cache with
+    other draws is an InvalidInputError, never a silent mix."""
     cache.mkdir(parents=True, exist_ok=True)
+    stamp = cache / f"nuisance_{seed}.json"
+    wanted = json.loads(json.dumps(asdict(nuisance)))
+    if stamp.exists() and json.loads(stamp.read_text()) != wanted:
+        raise InvalidInputError(
+            f"{cache} holds seed {seed} examples made with other nuisance draws ({stamp.name}): "
+            "use another --cache"
+        )
+    write_text_atomic(stamp, json.dumps(wanted, indent=1) + "\n")
     spec = CohortSpec(subjects=subjects, scans_min=scans[0], scans_max=scans[1], seed=seed)
     args = [(cache, seed, job, nuisance) for job in plan(spec)]
     return map_jobs(_prepare_one, args, jobs, progress)

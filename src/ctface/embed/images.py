@@ -4,8 +4,8 @@ Every network in ``embed`` reads depth images at ``CACHE_SIZE`` pixels over the 
 220 mm field: the 256 px render (0.86 mm/px) is pooled to 128 px (1.72 mm/px) by averaging the
 surface pixels of each 2 x 2 block, which is what training caches hold. A configuration then
 resamples to its own input size (``to_input``). The adjustment is the paper's
-NX = C (SX - theta) / (max SX - theta) (``render.depth.normalize_depth``), scaled to 0..1,
-background 0.
+NX = C (SX - theta) / (max SX - theta) with max SX capped 15 mm in front of the nose tip
+(``render.depth.normalize_depth``), scaled to 0..1, background 0.
 """
 
 from __future__ import annotations

@@ -7,6 +7,13 @@ not carried from one stage to the next. Augmentation: a random crop (``resize`` 
 and, one image in five, a random rectangle blanked (an occluder: tube, mask edge); one in four,
 a band of 8-30 % of the face's height blanked at its top or its bottom (a field of view that cuts
 the forehead or the chin, the commonest cause of a missed rescan on the harsh held-out phantoms).
+
+A model whose configuration records ``extra["augment"] == "robust"`` (``ctface train finetune
+--augment robust``, issue 16) also sees, before those: the face's grey levels scaled by
+0.85-1 (a maximum set by something nearer than the face, up to the adjustment's face-anchored
+cap), smooth bumps of up to +-4 mm (beard, hair, a blanket fold, skin swelling), holes (surface
+the separation dropped) and a stripe of near grey levels across the image (a tube, strap or
+hose in front of the face that the separation kept).
 """
 
 from __future__ import annotations
@@ -24,12 +31,17 @@ from ctface.embed.images import crop
 from ctface.embed.losses import CosFace, batch_hard_triplet
 from ctface.embed.resnet import EmbedConfig, ResNetEmbedder
 from ctface.embed.sampling import GroupSampler
+from ctface.render.depth import FACE_TOP_MM, SCALE_C
 from ctface.training import TrainConfig, train_loop
 
 P_OCCLUDE = 0.2
 P_CUT = 0.25
 CUT_FRACTION = (0.08, 0.3)
 AUGMENTATION = f"crop;occlude={P_OCCLUDE};cut={P_CUT}:{CUT_FRACTION[0]}-{CUT_FRACTION[1]}"
+ROBUST = "robust"  # EmbedConfig.extra["augment"]: the extra augmentations below
+P_SCALE, P_BUMPS, P_HOLES, P_STRIPE = 0.3, 0.3, 0.2, 0.15
+MM_PER_UNIT = 255.0 * FACE_TOP_MM / SCALE_C  # depth span of input 0..1 at the cap: 133 mm
+BUMP_MM = 4.0  # bumps: at most this, at the cap's scale (a face whose maximum is 101 mm: 4.6)
 
 
 def _occlude(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -54,12 +66,72 @@ def _cut(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return x
 
 
+def _chosen(n: int, p: float, rng: np.random.Generator) -> np.ndarray:
+    return np.flatnonzero(rng.random(n) < p)
+
+
+def _scale(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    for i in _chosen(len(x), P_SCALE, rng):
+        face = x[i] > 0
+        x[i][face] = (x[i][face] * float(rng.uniform(0.85, 1.0))).clamp_min(1 / 255)
+    return x
+
+
+def _bumps(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    s = x.shape[-1]
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    for i in _chosen(len(x), P_BUMPS, rng):
+        field = np.zeros((s, s), np.float32)
+        for _ in range(int(rng.integers(1, 5))):
+            cy, cx = rng.uniform(0, s, 2)
+            sigma = rng.uniform(2.0, 6.0) * s / 64
+            amp = rng.uniform(-BUMP_MM, BUMP_MM) / MM_PER_UNIT
+            field += amp * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
+        field = np.clip(field, -BUMP_MM / MM_PER_UNIT, BUMP_MM / MM_PER_UNIT)  # overlaps too
+        face = x[i, 0] > 0
+        x[i, 0][face] = (x[i, 0] + torch.from_numpy(field))[face].clamp(1 / 255, 1.0)
+    return x
+
+
+def _holes(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    s = x.shape[-1]
+    yy, xx = np.mgrid[0:s, 0:s]
+    for i in _chosen(len(x), P_HOLES, rng):
+        hole = np.zeros((s, s), bool)
+        for _ in range(int(rng.integers(1, 6))):
+            cy, cx = rng.uniform(0, s, 2)
+            hole |= (yy - cy) ** 2 + (xx - cx) ** 2 <= (rng.uniform(1.5, 5.0) * s / 64) ** 2
+        x[i, 0][torch.from_numpy(hole)] = 0.0
+    return x
+
+
+def _stripe(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    s = x.shape[-1]
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    for i in _chosen(len(x), P_STRIPE, rng):
+        cy, cx = rng.uniform(s / 4, 3 * s / 4, 2)
+        a = rng.uniform(0, np.pi)
+        dist = np.abs((yy - cy) * np.cos(a) - (xx - cx) * np.sin(a))
+        along = (yy - cy) * np.sin(a) + (xx - cx) * np.cos(a)
+        start = rng.uniform(-s, 0)
+        band = (dist <= rng.uniform(1.0, 3.0) * s / 64) & (along >= start)
+        x[i, 0][torch.from_numpy(band)] = float(rng.uniform(0.8, 1.0))
+    return x
+
+
+def augment(x: torch.Tensor, cfg: EmbedConfig, rng: np.random.Generator) -> torch.Tensor:
+    """The training augmentations of ``cfg`` on a batch (n, 1, S, S) of adjusted images."""
+    if cfg.extra.get("augment") == ROBUST:
+        x = _stripe(_holes(_bumps(_scale(x, rng), rng), rng), rng)
+    return _cut(_occlude(x, rng), rng)
+
+
 def batch_images(
     data: ImageSet, idx: np.ndarray, cfg: EmbedConfig, rng: np.random.Generator | None
 ) -> torch.Tensor:
-    """Network input for images ``idx``: resized, cropped (random when ``rng``), occluded."""
+    """Network input for images ``idx``: resized, cropped (random when ``rng``), augmented."""
     x = crop(data.tensor(idx, cfg.resize), cfg.input_size, rng)
-    return _cut(_occlude(x.clone(), rng), rng) if rng is not None else x
+    return augment(x.clone(), cfg, rng) if rng is not None else x
 
 
 class _Trainee(nn.Module):

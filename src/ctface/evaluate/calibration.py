@@ -75,7 +75,8 @@ def cohort_provenance(cohort: Path, failures: dict[str, str]) -> dict[str, Any]:
     spec_file = cohort / "cohort.json"
     if spec_file.is_file():  # a `ctface phantom` cohort: name it by its settings, not its path
         spec = json.loads(spec_file.read_text())
-        prov["cohort"] = f"phantom cohort seed {spec.get('seed')}"
+        style = "" if spec.get("style", "standard") == "standard" else f" ({spec['style']} style)"
+        prov["cohort"] = f"phantom cohort seed {spec.get('seed')}{style}"
         prov["cohort_spec"] = spec
     return prov
 

@@ -150,7 +150,9 @@ def frontal_image(rendering: FaceRendering) -> np.ndarray:
     rendering kept no frontal image)."""
     if rendering.frontal_mm is not None:
         frontal = rendering.frontal_mm[None]
-        return normalize_depth(frontal, rendering.theta_mm, rendering.scale_c)[0]
+        return normalize_depth(
+            frontal, rendering.theta_mm, rendering.scale_c, rendering.face_top_mm
+        )[0]
     i = int(np.argmin([abs(v.pitch) + abs(v.roll) + abs(v.yaw) for v in rendering.views]))
     return rendering.normalized[i]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,24 @@ TRAINING_NUISANCE = NuisanceConfig(
     yaw_deg=25.0,
     p_cut_top=0.2,
     p_cut_chin=0.15,
+)
+
+# Issue 16: TRAINING_NUISANCE plus the domain-randomization devices (ET tubes with connector,
+# bite blocks, other masks, blanket, pads, straps, hair, beards, glasses, skin bumps). The
+# held-out generator style (``GeneratorStyle.HELDOUT``) is never drawn for training.
+DOMAIN_RANDOMIZED = replace(
+    TRAINING_NUISANCE,
+    p_et_connector=0.15,
+    p_bite_block=0.1,
+    p_mask_open_face=0.1,
+    p_mask_thick=0.1,
+    p_blanket=0.2,
+    p_pillow=0.15,
+    p_strap=0.1,
+    p_hair=0.25,
+    p_beard=0.15,
+    p_glasses=0.1,
+    p_skin_bumps=0.25,
 )
 
 

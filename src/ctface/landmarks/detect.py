@@ -13,9 +13,12 @@ landmark is their mean (two independent estimates); where they do not, it gets a
 confidence and is CT-FAN's point, or the fit's where CT-FAN's peak is weak (< ``WEAK_PEAK``:
 on real CTs CT-FAN, trained on phantoms only, misplaces mouth corners); where they agree on
 fewer than ``MIN_AGREE`` landmarks CT-FAN is taken to be lost and the fit alone runs from the
-geometric face locator (confidence capped at 0.5), or the scan is refused as having no usable
-face. ``method="surface-fit"`` runs the fit alone, started from the geometric face locator
-(supine faces only).
+geometric face locator (confidence capped at 0.5); of the two fits (from the locator, from
+CT-FAN's frame) the one that finds skin for more of the face model's points is taken, the
+latter also where the locator finds no face but >= ``MIN_AGREE`` of CT-FAN's landmarks lie
+within ``NEAR_MM`` of it (issue 16: real faces re-acquired); else the scan is refused as having
+no usable face. ``method="surface-fit"`` runs the fit alone, started from the geometric face
+locator (supine faces only).
 
 A landmark whose position lies outside the scanned field of view is reported as missing
 (``lps`` None and a reason); its extrapolated position only serves the face frame. CT-FAN's
@@ -52,6 +55,9 @@ MIN_FINE_PEAK = 0.2  # a fine heatmap peak below this: the landmark is not visib
 WEAK_PEAK = 0.4  # disagreeing and CT-FAN's peak below this: the fit's point is reported
 MIN_AGREE = 2  # fewer landmarks agreeing: CT-FAN is lost, the fit alone (geometric start)
 UNCONFIRMED = 0.5  # confidence cap of the fit alone (nothing to confirm it)
+# CT-FAN lost and the geometric locator finds no face: the fit from CT-FAN's frame is taken
+# only where at least MIN_AGREE of CT-FAN's landmarks lie this close to it (the same face)
+NEAR_MM = 10.0
 FOV_MARGIN_MM = 1.0  # CT-FAN's point must lie this far past the edge to be outside (fit's: 0)
 EDGE_UNSEEN_MM = 15.0  # an unseen landmark estimated this close to the edge is cut off
 CONFIDENT_PEAK = 0.55  # every fine peak at least this (and ``ct_fan_unsure`` silent): no fit
@@ -341,12 +347,33 @@ def _cross_checked(
         if check is CrossCheck.FIT:
             detail = f"{detail}; CT-FAN unsure: {unsure}"
         return _Estimates(est, peaks, fit_lps, "ct-fan", check, detail)
+    # CT-FAN is lost: the fit alone from the geometric locator, unless the fit from CT-FAN's
+    # frame (already made) explains more of the skin. The locator is not reliable on real
+    # faces: Visible Human's flat, cut nose is never one of its candidates (it takes the chin,
+    # 12.5 mm out; re-acquired at roll -9 deg the fit from there put the nose tip on the chin,
+    # inliers 0.51, and the scan was acquired with a wrong template, score 0.14 against its
+    # original) or stands out under 10 mm (re-acquired at pitch -8 deg: refused as no face),
+    # while the fit from CT-FAN's frame had the face (inliers 0.77, rms 0.82 mm).
+    start = details.get("surface_fit") if fit_lps is not None else None
+    own = float(start["inlier_fraction"]) if start else 0.0
+    gap = np.inf if fit_lps is None else np.linalg.norm(fit_lps - est, axis=1)
+    near = int(np.sum(gap <= NEAR_MM))  # CT-FAN and the fit from its frame on the same face
+    geo: tuple[np.ndarray, np.ndarray] | None = None
     try:
-        est, peaks = _fit_alone(volume, face_model, details)
+        geo = _fit_alone(volume, face_model, details)
+        why = f"the fit from the geometric locator fits {geo[1][0]:.0%} of the skin points"
     except NoFaceError as exc:
-        raise NoFaceError(f"{exc} ({lost})") from None
-    capped = np.minimum(peaks, UNCONFIRMED)
-    return _Estimates(est, capped, None, "surface-fit", CrossCheck.FALLBACK, lost)
+        if fit_lps is None or near < MIN_AGREE:
+            raise NoFaceError(f"{exc} ({lost})") from None
+        why = f"the geometric locator: {exc}"
+    if fit_lps is not None and start and (geo is None or own > geo[1][0]):
+        details["surface_fit"] = {**start, "start": "CT-FAN's frame"}
+        capped = np.full(5, min(own, UNCONFIRMED))
+        detail = f"{lost}; the fit from CT-FAN's frame fits {own:.0%} ({why})"
+        return _Estimates(fit_lps, capped, None, "surface-fit", CrossCheck.FALLBACK, detail)
+    assert geo is not None  # the CT-FAN-frame fit is taken above whenever the locator failed
+    return _Estimates(geo[0], np.minimum(geo[1], UNCONFIRMED), None, "surface-fit",
+                      CrossCheck.FALLBACK, lost)  # fmt: skip
 
 
 def _ct_fan_checked(

@@ -13,7 +13,14 @@ __getattr__, __dir__, _lazy_all = lazy_loader.attach(
     submod_attrs={
         "cohort": ["CohortSpec", "generate_cohort"],
         "generator": ["PhantomScan", "synthesize_scan"],
-        "params": ["NuisanceConfig", "ScanParams", "SubjectParams", "draw_scan", "draw_subject"],
+        "params": [
+            "GeneratorStyle",
+            "NuisanceConfig",
+            "ScanParams",
+            "SubjectParams",
+            "draw_scan",
+            "draw_subject",
+        ],
     },
 )
 __all__ = [*_lazy_all, "FaceModel", "find_face_model", "load_face_model"]
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
     from ctface.phantom.cohort import generate_cohort as generate_cohort
     from ctface.phantom.generator import PhantomScan as PhantomScan
     from ctface.phantom.generator import synthesize_scan as synthesize_scan
+    from ctface.phantom.params import GeneratorStyle as GeneratorStyle
     from ctface.phantom.params import NuisanceConfig as NuisanceConfig
     from ctface.phantom.params import ScanParams as ScanParams
     from ctface.phantom.params import SubjectParams as SubjectParams

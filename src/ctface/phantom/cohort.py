@@ -35,6 +35,7 @@ from ctface.phantom.export import DicomSeriesInfo, make_uid, write_dicom_series,
 from ctface.phantom.generator import GENERATOR_VERSION, PhantomScan, synthesize_scan
 from ctface.phantom.mesh import TissueMaps, tissue_maps
 from ctface.phantom.params import (
+    GeneratorStyle,
     NuisanceConfig,
     ScanParams,
     SubjectParams,
@@ -60,6 +61,7 @@ class CohortSpec:
     qc: bool = False
     face_model: str | None = None
     nuisance: NuisanceConfig = field(default_factory=NuisanceConfig)
+    style: GeneratorStyle = GeneratorStyle.STANDARD  # heldout: the test-only configuration
 
     def validate(self) -> None:
         if not 1 <= self.subjects <= 100_000:
@@ -69,6 +71,8 @@ class CohortSpec:
                 "need 1 <= --scans-min <= --scans-max <= 50, "
                 f"got {self.scans_min}, {self.scans_max}"
             )
+        if self.style not in tuple(GeneratorStyle):
+            raise InvalidInputError(f"unknown generator style {self.style!r}")
         if not 0.0 <= self.dicom_fraction <= 1.0:
             raise InvalidInputError(
                 f"--dicom-fraction must be in [0, 1], got {self.dicom_fraction}"
@@ -117,7 +121,7 @@ def draw_job(
         np.random.default_rng([spec.seed, job.subject_index]), subject_id, model.n_identity
     )
     rng = np.random.default_rng([spec.seed, job.subject_index, job.scan_index + 1])
-    scan = draw_scan(rng, scan_id, model.expression_names, spec.nuisance)
+    scan = draw_scan(rng, scan_id, model.expression_names, spec.nuisance, spec.style)
     return subject, scan, rng
 
 

@@ -21,17 +21,12 @@ def _exterior(head: HeadFields) -> np.ndarray:
     return head.exterior_hu
 
 
-def add_mask(
-    head: HeadFields, landmarks68: np.ndarray, rng: np.random.Generator
-) -> dict[str, float]:
-    """A perforated thermoplastic mask stretched over the face: it bridges the concavities
-    (eye sockets, under the nose, mouth), lies gap mm off the skin, and covers brow to chin."""
+def mask_distance(head: HeadFields, close_r: float) -> np.ndarray:
+    """Distance (mm) outside the head closed by a ball of ``close_r`` mm (bridging the eye
+    sockets, under the nose, the mouth); near the skin the exact skin distance takes over."""
     h = head.step
-    close_r = float(rng.uniform(6.0, 10.0))
-    gap = float(rng.uniform(0.5, 2.5))
-    thick = float(rng.uniform(1.5, 2.5))
     # Morphological closing of the head by a ball (on a 2x coarser grid), then the distance
-    # outside the closed head; near the skin the exact skin distance takes over.
+    # outside the closed head.
     inside = head.sdf[::2, ::2, ::2] < 0
     dil = ndimage.distance_transform_edt(~inside, sampling=2 * h) <= close_r
     closed = ndimage.distance_transform_edt(dil, sampling=2 * h) > close_r
@@ -39,20 +34,46 @@ def add_mask(
     dist = ndimage.affine_transform(
         coarse, np.full(3, 0.5), output_shape=head.sdf.shape, order=1, mode="nearest"
     )
-    dist = np.maximum(dist - h, head.sdf)
-    g = head.grid.axes()
-    lm = landmarks68
-    front = g[2] > (lm[0][2] + lm[16][2]) / 2 - 5
-    span = (g[1] > lm[8][1] - 25) & (g[1] < lm[19][1] + 70)
-    pitch = float(rng.uniform(4.5, 6.5))
-    hole_r = float(rng.uniform(0.8, 1.6))
+    return np.maximum(dist - h, head.sdf)
+
+
+def mask_sheet(
+    head: HeadFields,
+    dist: np.ndarray,
+    g: tuple[np.ndarray, ...],
+    gap: float,
+    thick: float,
+    pitch: float,
+    hole_r: float,
+) -> np.ndarray:
+    """Weight of a sheet ``thick`` mm thick lying ``gap`` mm off the closed head, perforated by
+    a hexagonal pattern of round holes (seen from the front)."""
+    h = head.step
     gx, gy = g[0] / pitch, g[1] / (pitch * 0.866)
     row = np.floor(gy + 0.5)
     holes = (gx - np.floor(gx + 0.5 * (row % 2)) - 0.5 * (row % 2)) ** 2 * pitch**2 + (
         gy - row
     ) ** 2 * (pitch * 0.866) ** 2 < hole_r**2
     sheet = np.clip(1 - np.abs(dist - gap - thick / 2) / (thick / 2 + h / 2), 0, 1)
-    sheet = sheet * front * span * ~holes * (head.sdf > 0)
+    return sheet * ~holes * (head.sdf > 0)
+
+
+def add_mask(
+    head: HeadFields, landmarks68: np.ndarray, rng: np.random.Generator
+) -> dict[str, float]:
+    """A perforated thermoplastic mask stretched over the face: it bridges the concavities
+    (eye sockets, under the nose, mouth), lies gap mm off the skin, and covers brow to chin."""
+    close_r = float(rng.uniform(6.0, 10.0))
+    gap = float(rng.uniform(0.5, 2.5))
+    thick = float(rng.uniform(1.5, 2.5))
+    dist = mask_distance(head, close_r)
+    g = head.grid.axes()
+    lm = landmarks68
+    front = g[2] > (lm[0][2] + lm[16][2]) / 2 - 5
+    span = (g[1] > lm[8][1] - 25) & (g[1] < lm[19][1] + 70)
+    pitch = float(rng.uniform(4.5, 6.5))
+    hole_r = float(rng.uniform(0.8, 1.6))
+    sheet = mask_sheet(head, dist, g, gap, thick, pitch, hole_r) * front * span
     ext = _exterior(head)
     ext += sheet * (MASK_HU + 1000.0)
     return {

@@ -13,10 +13,10 @@ import numpy as np
 
 from ctface.face_model import FaceModel, five_landmarks
 from ctface.ingest.volume import LPS_TO_RAS, CtVolume
-from ctface.phantom import devices
-from ctface.phantom.anatomy import build_head
+from ctface.phantom import devices, extras, heldout
+from ctface.phantom.anatomy import HeadFields, build_head
 from ctface.phantom.mesh import TissueMaps, vertex_normals
-from ctface.phantom.params import ScanParams, SubjectParams
+from ctface.phantom.params import GeneratorStyle, ScanParams, SubjectParams
 from ctface.phantom.scanner import acquire, fov_radius_mm, place_head, slice_range
 
 GENERATOR_VERSION = "1.0"
@@ -49,6 +49,39 @@ def scan_vertices(
     return (v * subject.head_scale).astype(np.float32)
 
 
+def dress_head(
+    head: HeadFields, lm68: np.ndarray, scan: ScanParams, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Put the scan's devices on the head (standard designs use ``rng`` as before; the
+    domain-randomization and held-out designs were drawn into ``scan``)."""
+    held = scan.style == GeneratorStyle.HELDOUT.value
+    extra = scan.extra_devices
+    if held:
+        heldout.shift_tissue_hu(head, scan.heldout)
+    device_info: dict[str, Any] = extras.add_surface_extras(head, lm68, extra, scan.extra_seed)
+    if scan.mask and (held or "mask_variant" in extra):
+        rng.random(5)  # the standard mask's draws, so that a scan whose standard draw had a
+        #                mask keeps its noise and metal (one given a mask by a variant does not)
+    if scan.mask and held:
+        device_info["mask"] = heldout.add_full_mask(head, lm68, scan.heldout["mask"])
+    elif scan.mask and "mask_variant" in extra:
+        device_info["mask"] = extras.add_mask_variant(head, lm68, extra["mask_variant"])
+    elif scan.mask:
+        device_info["mask"] = devices.add_mask(head, lm68, rng)
+    device_info.update(extras.add_object_extras(head, lm68, extra, held))
+    if held and "bite_block" in extra:
+        device_info["bite_block"] = heldout.add_ring_bite_block(
+            head, lm68, scan.heldout["bite_block"]
+        )
+    if scan.tube == "endotracheal" and held:
+        device_info["tube"] = heldout.add_long_et(head, lm68, scan.heldout["et"])
+    elif scan.tube == "endotracheal" and "et_connector" in extra:
+        device_info["tube"] = extras.add_et_connector(head, lm68, extra["et_connector"])
+    elif scan.tube != "none":
+        device_info["tube"] = devices.add_tube(head, scan.tube, scan.tube_side, lm68)
+    return device_info
+
+
 def synthesize_scan(
     model: FaceModel,
     maps: TissueMaps,
@@ -63,14 +96,10 @@ def synthesize_scan(
         model, maps, v, habitus=subject.habitus, weight_change_mm=scan.weight_change_mm, rng=rng
     )
     lm68 = v[model.landmarks68].astype(np.float64)
-    device_info: dict[str, Any] = {}
-    if scan.mask:
-        device_info["mask"] = devices.add_mask(head, lm68, rng)
-    if scan.tube != "none":
-        device_info["tube"] = devices.add_tube(head, scan.tube, scan.tube_side, lm68)
+    neck_y = float(head.origin[1])  # before devices may grow the grid
+    device_info = dress_head(head, lm68, scan, rng)
     head_v = v[model.vertex_group <= 1]
     place = place_head(scan, head_v, lm68[30])
-    neck_y = float(head.origin[1])
     z0, n = slice_range(scan, place, head_v, lm68, neck_y)
     metal = np.zeros((0, 3))
     if scan.dental_metal:

@@ -6,7 +6,9 @@ scan-level draws (expression, weight change, devices, pose, acquisition) are ind
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
@@ -14,6 +16,24 @@ import numpy as np
 from ctface.errors import InvalidInputError
 
 Tube = Literal["none", "nasogastric", "endotracheal"]
+
+
+class GeneratorStyle(StrEnum):
+    """Which appearance/acquisition model and device designs the generator uses.
+
+    ``standard``: the generator every training cohort is made with. ``heldout``: a second
+    configuration for testing only (no training choice looks at it): other skin/fat HU and
+    partial-volume blur, spatially correlated noise, another dental streak model,
+    off-centre fields of view, and ET tube / mask / bite block designs that
+    ``DOMAIN_RANDOMIZED`` never draws (its ET tube and connector lie within the training
+    design's ranges; the ventilator hose on them is new). It is our own second configuration,
+    written knowing the failures seen on an independent generator (issue 16): not truly
+    independent data.
+    """
+
+    STANDARD = "standard"
+    HELDOUT = "heldout"
+
 
 # Expression modes never drawn as "mouth shapes" (eye gaze does not change the skin much).
 _GAZE = ("eyeLook",)
@@ -46,6 +66,20 @@ class NuisanceConfig:
     p_cut_chin: float = 0.08  # field of view ends between mouth and chin
     noise_hu_at_1mm: tuple[float, float] = (8.0, 30.0)  # noise SD at 1 mm slices (~ 1/sqrt(T))
     p_headrest: float = 0.9
+    # Domain randomization (issue 16). All off by default; drawn from a separate random stream
+    # (``side_stream_seed``) so cohorts made with these at 0 keep their bytes.
+    p_et_connector: float = 0.0  # ET tube 30-90 mm out of the lips, straight or taped aside,
+    #                              with a 15 mm connector (replaces any drawn tube)
+    p_bite_block: float = 0.0  # plastic block between the teeth and lips
+    p_mask_open_face: float = 0.0  # mask with openings at eyes, nose and mouth
+    p_mask_thick: float = 0.0  # mask of a 3-4 mm sheet (edges at other heights)
+    p_blanket: float = 0.0  # blanket/sheet folds over chin and neck
+    p_pillow: float = 0.0  # foam or gel pad touching the cheek / side of the head
+    p_strap: float = 0.0  # head-holder strap over the forehead
+    p_hair: float = 0.0  # hair over scalp and forehead (partly denser than -350 HU)
+    p_beard: float = 0.0  # beard and/or moustache
+    p_glasses: float = 0.0  # glasses frame and lenses in front of the eyes
+    p_skin_bumps: float = 0.0  # small random displacements of the skin surface
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> NuisanceConfig:
@@ -94,6 +128,10 @@ class ScanParams:
     headrest: bool
     study_date: str
     fov_offset_mm: tuple[float, float] = field(default=(0.0, 0.0))
+    style: str = GeneratorStyle.STANDARD.value
+    extra_seed: int = 0  # seed of the synthesis draws of the devices below (side stream)
+    extra_devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> design
+    heldout: dict[str, Any] = field(default_factory=dict)  # held-out appearance/acquisition
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,9 +175,18 @@ def draw_expression(
 
 
 def draw_scan(
-    rng: np.random.Generator, scan_id: str, names: tuple[str, ...], cfg: NuisanceConfig
+    rng: np.random.Generator,
+    scan_id: str,
+    names: tuple[str, ...],
+    cfg: NuisanceConfig,
+    style: GeneratorStyle | str = GeneratorStyle.STANDARD,
 ) -> ScanParams:
-    """Independent per-scan nuisance and acquisition draw."""
+    """Independent per-scan nuisance and acquisition draw.
+
+    The domain-randomization devices and the held-out style's draws come from a side stream
+    seeded from ``rng``'s state (read, not advanced): ``rng`` gives the same numbers as before.
+    """
+    extra_seed = side_stream_seed(rng)
     u = rng.random()
     tube: Tube = "none"
     if u < cfg.p_endotracheal:
@@ -155,7 +202,7 @@ def draw_scan(
     noise_1mm = float(rng.uniform(*cfg.noise_hu_at_1mm))
     year, day = int(rng.integers(2008, 2026)), int(rng.integers(0, 365))
     date = np.datetime64(f"{year}-01-01") + np.timedelta64(day, "D")
-    return ScanParams(
+    scan = ScanParams(
         scan_id=scan_id,
         expression=expression,
         weight_change_mm=float(
@@ -178,3 +225,159 @@ def draw_scan(
         study_date=str(date).replace("-", ""),
         fov_offset_mm=(float(rng.normal(0, 6)), float(rng.normal(0, 6))),
     )
+    return with_extras(scan, extra_seed, cfg, GeneratorStyle(style))
+
+
+# ---- domain randomization and held-out style (issue 16): side-stream draws ----
+
+EXTRA_FACTORS = (
+    "et_connector", "bite_block", "mask_open_face", "mask_thick", "blanket", "pillow", "strap",
+    "hair", "beard", "glasses", "skin_bumps",
+)  # fmt: skip
+
+
+def side_stream_seed(rng: np.random.Generator) -> int:
+    """A seed derived from ``rng``'s current state without drawing from it."""
+    state = repr(rng.bit_generator.state).encode()
+    return int.from_bytes(hashlib.sha256(state).digest()[:8], "little")
+
+
+def factor_rng(seed: int, name: str) -> np.random.Generator:
+    """One stream per factor and scan: forcing one factor leaves the others' draws alone."""
+    return np.random.default_rng([seed, 16, EXTRA_FACTORS.index(name) if name in
+                                  EXTRA_FACTORS else 99])  # fmt: skip
+
+
+def _u(r: np.random.Generator, lo: float, hi: float) -> float:
+    return round(float(r.uniform(lo, hi)), 3)
+
+
+def _sign(r: np.random.Generator) -> int:
+    return int(r.choice([-1, 1]))
+
+
+def _design_et_connector(r: np.random.Generator) -> dict[str, Any]:
+    return {"protrude_mm": _u(r, 30, 90), "taped": bool(r.random() < 0.5), "side": _sign(r),
+            "angle_deg": _u(r, -15, 10), "connector_mm": _u(r, 20, 40),
+            "connector_hu": _u(r, 250, 450)}  # fmt: skip
+
+
+def _design_bite_block(r: np.random.Generator) -> dict[str, Any]:
+    return {"width_mm": _u(r, 22, 28), "height_mm": _u(r, 12, 18), "depth_mm": _u(r, 18, 28),
+            "hu": _u(r, 80, 250)}  # fmt: skip
+
+
+def _design_mask(r: np.random.Generator, open_face: bool, thick: bool) -> dict[str, Any]:
+    return {"open_face": open_face, "thickness_mm": _u(r, 3.0, 4.0) if thick else _u(r, 1.5, 2.5),
+            "gap_mm": _u(r, 0.5, 2.5), "bridge_radius_mm": _u(r, 6, 10),
+            "hole_pitch_mm": _u(r, 4.5, 6.5), "hole_radius_mm": _u(r, 0.8, 1.6),
+            "chin_edge_mm": _u(r, -35, 10), "top_edge_mm": _u(r, 30, 80)}  # fmt: skip
+
+
+def _design_blanket(r: np.random.Generator) -> dict[str, Any]:
+    return {"hu": _u(r, -500, -100), "thickness_mm": _u(r, 2, 5), "fold_mm": _u(r, 1, 5),
+            "fold_period_mm": _u(r, 15, 40), "phase": _u(r, 0, 6.28),
+            "top_mm": _u(r, -15, 10)}  # fmt: skip
+
+
+def _design_pillow(r: np.random.Generator) -> dict[str, Any]:
+    foam = bool(r.random() < 0.6)
+    return {"side": _sign(r), "foam": foam, "hu": _u(r, -900, -700) if foam else _u(r, 0, 50),
+            "radii_mm": [_u(r, 25, 40), _u(r, 40, 60), _u(r, 35, 55)], "indent_mm": _u(r, 3, 10),
+            "dy_mm": _u(r, -20, 20), "dz_mm": _u(r, -25, 5)}  # fmt: skip
+
+
+def _design_strap(r: np.random.Generator) -> dict[str, Any]:
+    return {"width_mm": _u(r, 25, 50), "thickness_mm": _u(r, 1.5, 3), "hu": _u(r, -150, 150),
+            "above_brow_mm": _u(r, 15, 40), "tilt_deg": _u(r, -10, 10)}  # fmt: skip
+
+
+def _design_hair(r: np.random.Generator) -> dict[str, Any]:
+    return {"thickness_mm": _u(r, 3, 15), "hu": _u(r, -650, -350), "hu_sd": _u(r, 150, 300),
+            "hairline_mm": _u(r, 5, 50), "corr_mm": _u(r, 3, 8)}  # fmt: skip
+
+
+def _design_beard(r: np.random.Generator) -> dict[str, Any]:
+    kind = str(r.choice(["beard", "moustache", "both"]))
+    return {"beard": kind != "moustache", "moustache": kind != "beard",
+            "thickness_mm": _u(r, 2, 8), "hu": _u(r, -650, -300),
+            "hu_sd": _u(r, 100, 220)}  # fmt: skip
+
+
+def _design_glasses(r: np.random.Generator) -> dict[str, Any]:
+    return {"frame_hu": _u(r, 300, 1000), "lens_hu": _u(r, 100, 600), "lens_mm": _u(r, 1.5, 3),
+            "offset_mm": _u(r, 12, 20), "rim_w_mm": _u(r, 20, 26), "rim_h_mm": _u(r, 14, 20),
+            "frame_r_mm": _u(r, 0.8, 1.5)}  # fmt: skip
+
+
+def _design_skin_bumps(r: np.random.Generator) -> dict[str, Any]:
+    return {"amplitude_mm": _u(r, 0.3, 1.0), "corr_mm": _u(r, 2, 6)}
+
+
+_DESIGNS = {
+    "et_connector": _design_et_connector, "bite_block": _design_bite_block,
+    "blanket": _design_blanket, "pillow": _design_pillow, "strap": _design_strap,
+    "hair": _design_hair, "beard": _design_beard, "glasses": _design_glasses,
+    "skin_bumps": _design_skin_bumps,
+}  # fmt: skip
+
+
+def draw_extra_devices(seed: int, cfg: NuisanceConfig) -> dict[str, dict[str, Any]]:
+    """Which domain-randomization devices a scan has and their designs (name -> design)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in EXTRA_FACTORS:
+        p = float(getattr(cfg, f"p_{name}"))
+        if p <= 0:
+            continue
+        r = factor_rng(seed, name)
+        if r.random() < p:
+            out[name] = _DESIGNS[name](r) if name in _DESIGNS else {}
+    if "mask_open_face" in out or "mask_thick" in out:
+        r = factor_rng(seed, "mask_variant")
+        out["mask_variant"] = _design_mask(r, "mask_open_face" in out, "mask_thick" in out)
+    return out
+
+
+def draw_heldout(seed: int) -> dict[str, Any]:
+    """Held-out appearance and acquisition: skin/fat HU, blur, noise kernel, streaks, geometry,
+    and the held-out device designs (used when the scan has that kind of device)."""
+    r = np.random.default_rng([seed, 16, 1000])
+    total = _u(r, 80, 150)
+    tube = round(total * float(r.uniform(0.3, 0.45)), 2)
+    return {
+        "dermis_shift_hu": _u(r, -25, 40), "fat_shift_hu": _u(r, -30, 25),
+        "blur_px": _u(r, 0.4, 1.1), "kernel": str(r.choice(["smooth", "sharp"])),
+        "kernel_sigma_px": _u(r, 0.8, 1.6), "streak_rays": int(r.integers(16, 33)),
+        "fov_offset_mm": [_u(r, -25, 25), _u(r, -25, 25)],
+        "et": {"total_mm": total, "tube_mm": tube, "connector_mm": _u(r, 25, 35),
+               "hose_radius_mm": _u(r, 10, 12), "hose_hu": _u(r, -50, 120),
+               "hose_drop_deg": _u(r, 0, 35), "side": _sign(r)},
+        "mask": {"thickness_mm": _u(r, 2.0, 3.0), "gap_mm": _u(r, 0.0, 1.5),
+                 "hole_pitch_mm": _u(r, 7, 10), "hole_radius_mm": _u(r, 1.5, 2.5),
+                 "cutout_mm": _u(r, 30, 60)},
+        "bite_block": {"outer_r_mm": _u(r, 10, 13), "inner_r_mm": _u(r, 5, 7),
+                       "depth_mm": _u(r, 25, 35), "flange_mm": [_u(r, 40, 50), _u(r, 25, 32)],
+                       "hu": _u(r, 60, 200)},
+    }  # fmt: skip
+
+
+def with_extras(
+    scan: ScanParams, seed: int, cfg: NuisanceConfig, style: GeneratorStyle
+) -> ScanParams:
+    """The scan with its side-stream draws (unchanged when they are all off: standard style,
+    every new probability 0)."""
+    extra = draw_extra_devices(seed, cfg)
+    if style == GeneratorStyle.STANDARD and not extra:
+        return scan
+    changes: dict[str, Any] = {"extra_seed": seed, "extra_devices": extra, "style": style.value}
+    if "et_connector" in extra:
+        changes["tube"] = "endotracheal"
+        jaw = max(0.3, scan.expression.get("jawOpen", 0.0))  # intubated: mouth open
+        changes["expression"] = dict(sorted({**scan.expression, "jawOpen": jaw}.items()))
+    if "mask_variant" in extra:
+        changes["mask"] = True
+    if style == GeneratorStyle.HELDOUT:
+        held = draw_heldout(seed)
+        changes["heldout"] = held
+        changes["fov_offset_mm"] = tuple(held["fov_offset_mm"])
+    return replace(scan, **changes)

@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ctface.geometry import axis_rotation
 from ctface.ingest.volume import CtVolume
 from ctface.phantom.anatomy import HeadFields
 from ctface.phantom.params import ScanParams
@@ -37,14 +38,6 @@ class Placement:
         return np.atleast_2d(p) @ self.rotation.T + self.translation
 
 
-def _rot(axis: int, deg: float) -> np.ndarray:
-    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-    i, j = [a for a in range(3) if a != axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
-
-
 def fov_radius_mm(scan: ScanParams) -> float:
     """Radius of the reconstruction circle (mm)."""
     return MATRIX * scan.pixel_mm / 2
@@ -54,7 +47,13 @@ def place_head(scan: ScanParams, head_vertices: np.ndarray, nose_tip: np.ndarray
     """Pose (pitch about L, roll about P, yaw about S) and placement of the head: the skull
     (not the neck) is centred in the field of view, then shifted if needed so that the nose tip
     lies >= 12 mm inside the reconstruction circle, as a radiographer would centre a head."""
-    rot = _rot(2, scan.yaw_deg) @ _rot(1, scan.roll_deg) @ _rot(0, scan.pitch_deg) @ MODEL_TO_LPS
+    pitch = scan.pitch_deg
+    rot = (
+        axis_rotation(2, scan.yaw_deg)
+        @ axis_rotation(1, scan.roll_deg)
+        @ axis_rotation(0, pitch)
+        @ MODEL_TO_LPS
+    )
     skull = head_vertices[head_vertices[:, 1] > nose_tip[1] - 60.0]
     centre = (skull.min(0) + skull.max(0)) / 2
     offset = np.array([scan.fov_offset_mm[0], scan.fov_offset_mm[1], 0.0])
@@ -210,6 +209,11 @@ def _device_slabs(
     if dev_box is None or head.exterior_hu is None:
         return None
     d_rows, d_cols, d_z0, d_z1 = _plane_box(*dev_box, place, origin_xy, p)
+    # devices touching the grid's edge reach a voxel past it: keep to the head's pixel box
+    d_rows = slice(max(d_rows.start, rows.start), min(d_rows.stop, rows.stop))
+    d_cols = slice(max(d_cols.start, cols.start), min(d_cols.stop, cols.stop))
+    if d_rows.stop <= d_rows.start or d_cols.stop <= d_cols.start:
+        return None
     d_origin = origin_xy + p * np.array([d_cols.start, d_rows.start])
     d_size = (d_cols.stop - d_cols.start, d_rows.stop - d_rows.start)
     d_in_box = (slice(d_rows.start - rows.start, d_rows.stop - rows.start),
@@ -301,14 +305,38 @@ def _add_metal_streaks(
     metal_lps: np.ndarray,
     xy: tuple[np.ndarray, np.ndarray],
     rng: np.random.Generator,
+    streaks: Callable[..., np.ndarray] | None = None,
 ) -> None:
-    """Streaks on each slice of the slab (first slice k0) that passes near dental metal."""
+    """Streaks on each slice of the slab (first slice k0) that passes near dental metal, made
+    by ``streaks(xy, near_metal, rng)`` (default: the standard model)."""
+    streaks = _metal_streaks if streaks is None else streaks
     dz, thick = scan.slice_spacing_mm, scan.slice_thickness_mm
     for k in range(k0, k0 + len(slab)):
         z = z_first + k * dz
         near = metal_lps[np.abs(metal_lps[:, 2] - z) < max(1.5, thick / 2 + 1.0)]
         if len(near):
-            slab[k - k0] += _metal_streaks(xy, near, rng)
+            slab[k - k0] += streaks(xy, near, rng)
+
+
+def _heldout_slab(
+    slab: np.ndarray,
+    z_first: float,
+    k0: int,
+    scan: ScanParams,
+    metal_lps: np.ndarray,
+    xy: tuple[np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Held-out acquisition: wider blur, kernel-shaped correlated noise, other streak model."""
+    from ctface.phantom import heldout
+
+    held = scan.heldout
+    slab = heldout.blur_slab(slab, held)
+    slab += scan.noise_hu * heldout.correlated_noise(rng, slab.shape, held)
+    rays = held["streak_rays"]
+    _add_metal_streaks(slab, z_first, k0, scan, metal_lps, xy, rng,
+                       lambda xy_, near, r: heldout.metal_streaks(xy_, near, r, rays))  # fmt: skip
+    return slab
 
 
 def acquire(
@@ -341,8 +369,11 @@ def acquire(
             sup_r, sup_c, sup_v = holder
             vals = slab[:, sup_r, sup_c]
             slab[:, sup_r, sup_c] = np.where(vals <= -999.0, sup_v[None], vals)
-        slab += scan.noise_hu * rng.standard_normal(slab.shape, dtype=np.float32)
-        _add_metal_streaks(slab, z_first, k0, scan, metal_lps, xy, rng)
+        if scan.heldout:
+            slab = _heldout_slab(slab, z_first, k0, scan, metal_lps, xy, rng)
+        else:
+            slab += scan.noise_hu * rng.standard_normal(slab.shape, dtype=np.float32)
+            _add_metal_streaks(slab, z_first, k0, scan, metal_lps, xy, rng)
         slab[:, circle] = HU_MIN
         np.rint(slab, out=slab)
         np.clip(slab, HU_MIN, HU_MAX, out=slab)

@@ -34,6 +34,16 @@ median 66 mm, 5th percentile 18 mm; each image's maximum (nose tip or forehead) 
 theta = 0 keeps every face pixel (theta = 20 mm, first chosen, clipped ~6 % of them: the sides
 of the face) and maps the face's 5th percentile .. maximum to 40 .. 220, the spread of natural
 depth images (40..220) to which the paper maps CT depth.
+
+The adjustment is anchored on the face, not on whatever is nearest to the camera: max(SX) is
+capped at ``FACE_TOP_MM`` above the reference plane, 15 mm in front of the nose tip (the
+views turn the head about the CT-FAN nose tip, which lies at ``REFERENCE_MM`` in every view).
+The face's own maxima mostly lie below it (98-112 mm, 5th-95th percentile above; the highest
+of the 600 views, 123 mm, is then scaled by 115 instead and reaches 235); an endotracheal
+tube's connector 8-15 cm in front of the lips, a blanket or hair that the face separation
+kept would otherwise set max(SX) and squeeze the face into a narrow band of grey levels in all
+90 views (issue 16); with the cap the face keeps at least 100/115 of its grey levels (the
+spread of its own maxima), and anything nearer is clipped (255 from 133 mm).
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ CENTRE_UP_MM = 15.0  # image centre: this far above the nose tip (forehead to ch
 FRONT_MM = 80.0  # surfaces up to this far in front of the nose tip are rendered (devices)
 THETA_MM = 0.0  # measured: benchmarks/depth_histogram.py (module docstring)
 SCALE_C = 220.0  # the paper's C: grey level of each image's nearest point (not FIELD_MM)
+FACE_TOP_MM = REFERENCE_MM + 15.0  # max(SX) of the adjustment never above this (docstring)
 MIN_SLOPE_NZ = 0.3  # tangent-plane correction: normals steeper than this are clamped
 SAMPLE_FRACTION = 0.5  # covering radius of the samples, in pixels
 THREADS = min(4, os.cpu_count() or 1)  # view groups rendered in parallel
@@ -133,6 +144,7 @@ class FaceRendering:
     face_region: FaceRegion
     theta_mm: float = THETA_MM
     scale_c: float = SCALE_C
+    face_top_mm: float = FACE_TOP_MM  # the cap on max(SX) (module docstring)
     timings_s: dict[str, float] = field(default_factory=dict)
     frontal_mm: np.ndarray | None = None
 
@@ -338,15 +350,20 @@ def _render_views(
     return depth
 
 
-def normalize_depth(depth_mm: np.ndarray, theta_mm: float, scale_c: float) -> np.ndarray:
-    """The paper's NX = C (SX - theta) / (max SX - theta) per image; surface 1..255, else 0."""
+def normalize_depth(
+    depth_mm: np.ndarray, theta_mm: float, scale_c: float, top_mm: float | None = None
+) -> np.ndarray:
+    """The paper's NX = C (SX - theta) / (max SX - theta) per image, max SX at most ``top_mm``
+    (default ``FACE_TOP_MM``, read at the call: the face-anchored cap, module docstring);
+    surface 1..255, else 0."""
+    top_mm = FACE_TOP_MM if top_mm is None else top_mm
     out = np.zeros(depth_mm.shape, np.uint8)
     for v in range(depth_mm.shape[0]):
         d = depth_mm[v]
         valid = np.isfinite(d)
         if not valid.any():
             continue
-        top = float(d[valid].max())
+        top = min(float(d[valid].max()), top_mm)
         nx = scale_c * (d[valid] - theta_mm) / max(top - theta_mm, 1e-6)
         out[v][valid] = np.clip(np.rint(nx), 1, 255).astype(np.uint8)
     return out
@@ -450,6 +467,7 @@ def render_face(
         face_region=region,
         theta_mm=float(theta_mm),
         scale_c=float(scale_c),
+        face_top_mm=FACE_TOP_MM,
         timings_s={
             "locate": t1 - t0,
             "surface": t2 - t1,

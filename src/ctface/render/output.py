@@ -98,8 +98,9 @@ def render_json(r: FaceRendering, names: list[str]) -> dict[str, Any]:
         "normalization": {
             "theta_mm": r.theta_mm,
             "C": r.scale_c,
-            "formula": "NX = C * (SX - theta) / (max(SX) - theta) per image, surface clipped to "
-            "1..255, background 0",
+            "max_sx_cap_mm": r.face_top_mm,
+            "formula": "NX = C * (SX - theta) / (min(max(SX), max_sx_cap_mm) - theta) per image, "
+            "surface clipped to 1..255, background 0",
         },
         "depth_mm_file": "depth_mm.npz",
     }
