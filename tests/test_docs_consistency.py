@@ -1026,6 +1026,41 @@ FIGURES: list[Figure] = [
     ),
     (
         README,
+        "| devices candidate | **{}** ({}/{}) | **{}** | **{} %** ({}) | {} | {} | {} | {} |",
+        lambda: _candidate_row(
+            "devices-candidate", "site_calibration_heldout_devices_candidate.json", counts=True
+        ),  # fmt: skip
+    ),
+    (
+        README,
+        "`--seed 1717` after that choice ({} people, {} scans, {} probes)",
+        lambda: _cohort1717(),
+    ),
+    (
+        README,
+        "| shipped | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
+        lambda: _row1717("shipped", "site_calibration_heldout1717.json"),
+    ),
+    (
+        README,
+        "| robust candidate | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
+        lambda: _row1717("robust-candidate", "site_calibration_heldout1717_candidate.json"),
+    ),
+    (
+        README,
+        "| devices candidate | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
+        lambda: _row1717(
+            "devices-candidate", "site_calibration_heldout1717_devices_candidate.json"
+        ),  # fmt: skip
+    ),
+    (
+        EMBED_CARD,
+        "this file scores rank-1 {}, AUC {}, FNMR {} % at the site-calibrated FMR-1e-3 "
+        "threshold; the candidates {} / {} / {} % and {} / {} / {} %",
+        lambda: _card1717(),
+    ),
+    (
+        README,
         "glasses median shift {} ({} of 6 under 0.510), an ET tube with connector {} ({} of 6), "
         "the held-out ET tube with hose {} ({} of 6)",
         lambda: [
@@ -2299,6 +2334,36 @@ def _site_heldout(name: str) -> list[str]:
     pairs = get(name, "impostor_pairs")
     return [sci(site["true_fmr_median"]), str(round(site["true_fmr_median"] * pairs)),
             thousands(pairs), pct(site["true_fnmr_median"])]  # fmt: skip
+
+
+def _cohort1717() -> list[str]:
+    r = get("recognition_heldout1717.json", "models", "shipped", "median")
+    return [str(get("recognition_heldout1717.json", "subjects")),
+            str(get("recognition_heldout1717.json", "scans")),
+            str(r["n_probes"] + r["n_failed_probes"])]  # fmt: skip
+
+
+def _row1717(model: str, site_file: str) -> list[str]:
+    """A row of the README's second held-out table: rank-1 (hits, searches, CI), AUC, and the
+    true FNMR and FMR at the FMR-1e-3 threshold site calibration estimates (no misfiling)."""
+    r = get("recognition_heldout1717.json", "models", model, "median")
+    site = get(site_file, "rates", 0, "0.001", "site")
+    gen, imp = get(site_file, "genuine_pairs"), get(site_file, "impostor_pairs")
+    return [f3(r["rank1"]), str(r["hits"]), str(r["n_probes"] + r["n_failed_probes"]),
+            f3(r["rank1_ci95"][0]), f3(r["rank1_ci95"][1]), f4(r["auc"]),
+            pct(site["true_fnmr_median"]), str(round(site["true_fnmr_median"] * gen)), str(gen),
+            sci(site["true_fmr_median"]), str(round(site["true_fmr_median"] * imp)),
+            thousands(imp)]  # fmt: skip
+
+
+def _card1717() -> list[str]:
+    """The model card's 1717 sentence: rank-1, AUC and site-calibrated FNMR of each model."""
+    out = []
+    for model, suffix in (("shipped", ""), ("robust-candidate", "_candidate"),
+                          ("devices-candidate", "_devices_candidate")):  # fmt: skip
+        row = _row1717(model, f"site_calibration_heldout1717{suffix}.json")
+        out += [row[0], row[5], row[6]]
+    return out
 
 
 def _candidate_row(model: str, site_file: str, counts: bool = False) -> list[str]:

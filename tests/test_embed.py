@@ -209,6 +209,59 @@ def test_robust_augmentations_change_only_what_they_model(
     assert bool((train.augment(x.clone(), robust, rng) != x).any())
 
 
+def test_mask_shell_lies_in_front_of_the_face_and_bridges_its_hollows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mask augmentation (probability 1) only brings surface nearer (a sheet on the skin),
+    by at most the grey-level closing + 5 mm, never behind the skin; a hollow (an eye socket)
+    is filled where the sheet covers it, and holes of the lattice let the skin show through
+    (some covered face pixels stay unchanged or are only partly raised); at most one pixel
+    past the face's outline."""
+    import ctface.embed.train as train
+
+    monkeypatch.setattr(train, "P_MASK", 1.0)
+    x = torch.zeros(16, 1, 64, 64)
+    x[:, :, 10:54, 14:50] = 0.6
+    x[:, :, 24:28, 20:26] = 0.45  # a socket 20 mm deep (at 133 mm a unit)
+    rng = np.random.default_rng(3)
+    shelled = train._mask_shell(x.clone(), rng)
+    assert bool((shelled >= x - 1e-6).all())  # never behind the skin
+    raise_mm = (shelled - x) * train.MM_PER_UNIT
+    flat = raise_mm[:, 0, 12:20, 30:46]  # flat skin: at most the 5 mm offset
+    assert float(flat.max()) <= 5.0 + 1e-3
+    socket = raise_mm[:, 0, 24:28, 20:26].amax(dim=(1, 2))
+    assert float(socket.max()) > 20.0  # bridged at least once
+    outline = torch.nn.functional.max_pool2d((x > 0).float(), 3, 1, 1) > 0
+    assert bool((shelled[~outline] == 0).all())
+    partly = ((raise_mm > 0.01) & (raise_mm < 1.45))[:, 0, 12:20, 30:46]
+    assert bool(partly.any())  # some lattice hole mixed into a pixel
+    assert len({float(v) for v in (shelled != x).float().mean(dim=(1, 2, 3))}) > 8  # varied
+
+
+def test_plate_stands_flat_in_front_of_the_lower_face(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plate augmentation (probability 1): one flat grey level 2-10 mm nearer than the
+    face's nearest point under it, in the lower 60 % of the face, sometimes bored through."""
+    import ctface.embed.train as train
+
+    monkeypatch.setattr(train, "P_PLATE", 1.0)
+    x = torch.zeros(16, 1, 64, 64)
+    x[:, :, 10:54, 14:50] = torch.linspace(0.4, 0.7, 44)[None, None, :, None]
+    rng = np.random.default_rng(4)
+    plated = train._plate(x.clone(), rng)
+    bored = 0
+    for before, after in zip(x[:, 0], plated[:, 0], strict=True):
+        raised = after > before
+        assert bool(raised.any())
+        levels = after[raised].unique()
+        assert len(levels) == 1  # flat
+        rows = torch.nonzero(raised)[:, 0]
+        assert int(rows.min()) >= 10 + int(0.4 * 44) - 2  # below the upper face
+        nearest_mm = (float(levels[0]) - float(before[raised].max())) * train.MM_PER_UNIT
+        assert 0 < nearest_mm <= 10.0 + 1e-3
+        bored += bool(((after == 0) & (before > 0)).any())
+    assert 0 < bored < 16
+
+
 def test_cli_train_chain_on_tiny_data(tmp_path: Path, cli: Cli) -> None:
     """faces -> pretrain -> segmenter -> finetune through the CLI, on 16 tiny identities; the
     written model loads and embeds (whether it is any good is the benchmark's business)."""

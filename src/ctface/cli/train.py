@@ -29,6 +29,7 @@ class Augment(enum.StrEnum):
 
     STANDARD = "standard"
     ROBUST = "robust"
+    ROBUST_DEVICES = "robust+devices"
 
 
 class TrainingNuisance(enum.StrEnum):
@@ -250,7 +251,9 @@ def finetune(
     group_l: int | None = typer.Option(None, "--group-l", min=2, help="L: subjects per batch."),
     seed: int = typer.Option(0, "--seed"),
     augment: Augment = typer.Option(
-        Augment.STANDARD, "--augment", help="robust: also scale, bumps, holes, stripes."
+        Augment.STANDARD,
+        "--augment",
+        help="robust: also scale, bumps, holes, stripes; robust+devices: and mask shells, plates.",
     ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:

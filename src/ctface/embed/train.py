@@ -14,6 +14,17 @@ A model whose configuration records ``extra["augment"] == "robust"`` (``ctface t
 cap), smooth bumps of up to +-4 mm (beard, hair, a blanket fold, skin swelling), holes (surface
 the separation dropped) and a stripe of near grey levels across the image (a tube, strap or
 hose in front of the face that the separation kept).
+
+``--augment robust+devices`` adds, first, a close-fitting thermoplastic mask (issue 16: the
+held-out cohort's lowest genuine scores were nearly all masked scans): a shell over the face's
+grey-level closing (it bridges the eye sockets, nostrils and mouth as a sheet lying on the skin
+does), 1.5-5 mm nearer than the skin (one time in two wrapping a pixel past the face's outline),
+over the whole face or a band of it, perforated by a random lattice of round holes (pitch 4-12
+mm, radius 0.5-3 mm, mixed into each pixel by its covered fraction as the render's pooling
+mixes them) and, one time in two, with open eyes/mouth cut-outs; then a flat plate in front of
+the lower face (a bite block's flange, a connector, tape: a rectangle or ellipse 12-50 mm
+across, 2-10 mm nearer than the face's nearest point under it, one time in two bored through
+by a 6-16 mm channel).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from ctface.embed.losses import CosFace, batch_hard_triplet
 from ctface.embed.resnet import EmbedConfig, ResNetEmbedder
 from ctface.embed.sampling import GroupSampler
 from ctface.render.depth import FACE_TOP_MM, SCALE_C
+from ctface.render.views import FIELD_MM
 from ctface.training import TrainConfig, train_loop
 
 P_OCCLUDE = 0.2
@@ -39,7 +51,8 @@ P_CUT = 0.25
 CUT_FRACTION = (0.08, 0.3)
 AUGMENTATION = f"crop;occlude={P_OCCLUDE};cut={P_CUT}:{CUT_FRACTION[0]}-{CUT_FRACTION[1]}"
 ROBUST = "robust"  # EmbedConfig.extra["augment"]: the extra augmentations below
-P_SCALE, P_BUMPS, P_HOLES, P_STRIPE = 0.3, 0.3, 0.2, 0.15
+ROBUST_DEVICES = "robust+devices"  # ... and the mask shell and plate
+P_SCALE, P_BUMPS, P_HOLES, P_STRIPE, P_MASK, P_PLATE = 0.3, 0.3, 0.2, 0.15, 0.2, 0.15
 MM_PER_UNIT = 255.0 * FACE_TOP_MM / SCALE_C  # depth span of input 0..1 at the cap: 133 mm
 BUMP_MM = 4.0  # bumps: at most this, at the cap's scale (a face whose maximum is 101 mm: 4.6)
 
@@ -119,9 +132,102 @@ def _stripe(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return x
 
 
+def _closing(img: torch.Tensor, r: int) -> torch.Tensor:
+    """Grey-level closing (dilation, then erosion) with a (2r+1)^2 square."""
+    k = 2 * r + 1
+    dil = nn.functional.max_pool2d(img[None, None], k, 1, r)
+    return -nn.functional.max_pool2d(-dil, k, 1, r)[0, 0]
+
+
+def _lattice_holes(s: int, rng: np.random.Generator, sub: int = 4) -> np.ndarray:
+    """Share of each pixel that a random lattice of round holes covers (``sub`` x ``sub``
+    samples a pixel); square or hexagonal lattice, any orientation."""
+    mm = FIELD_MM / s
+    pitch, radius = rng.uniform(4.0, 12.0), rng.uniform(0.5, 3.0)
+    a, hexagonal = rng.uniform(0, np.pi), rng.random() < 0.5
+    g = (np.arange(s * sub) + 0.5) / sub * mm
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    u = xx * np.cos(a) + yy * np.sin(a) + rng.uniform(0, pitch)
+    v = -xx * np.sin(a) + yy * np.cos(a) + rng.uniform(0, pitch)
+    row_pitch = pitch * (0.866 if hexagonal else 1.0)
+    row = np.floor(v / row_pitch)
+    u = u + (0.5 * pitch * (row % 2) if hexagonal else 0.0)
+    du = u - pitch * np.round(u / pitch)
+    dv = v - row_pitch * (row + 0.5)
+    hole = (du**2 + dv**2 < radius**2).astype(np.float32)
+    return hole.reshape(s, sub, s, sub).mean(axis=(1, 3))
+
+
+def _mask_region(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Where the sheet lies: the whole face, or a band of its rows; one time in two with
+    elliptic cut-outs (eyes, mouth) of a random size and place."""
+    rows = np.flatnonzero(face.any(axis=1))
+    region = face.copy()
+    if len(rows) < 8:
+        return region
+    h = rows[-1] - rows[0] + 1
+    if rng.random() < 0.5:
+        region[: rows[0] + int(h * rng.uniform(0.0, 0.35))] = False
+        region[rows[-1] + 1 - int(h * rng.uniform(0.0, 0.2)) :] = False
+    if rng.random() < 0.5:
+        s = face.shape[0]
+        yy, xx = np.mgrid[0:s, 0:s]
+        cols = np.flatnonzero(face.any(axis=0))
+        for _ in range(int(rng.integers(1, 4))):
+            cy = rng.uniform(rows[0] + 0.2 * h, rows[-1] - 0.1 * h)
+            cx = rng.uniform(cols[0], cols[-1] + 1)
+            ry, rx = rng.uniform(0.05, 0.15) * h, rng.uniform(0.08, 0.25) * h
+            region &= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 > 1
+    return region
+
+
+def _mask_shell(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    s = x.shape[-1]
+    for i in _chosen(len(x), P_MASK, rng):
+        img = x[i, 0]
+        r = max(1, int(round(rng.uniform(4.0, 10.0) / (FIELD_MM / s))))
+        closed = _closing(img, r)
+        if rng.random() < 0.5:  # the sheet wraps on past the face's outline (a full-head mask)
+            closed = nn.functional.max_pool2d(closed[None, None], 3, 1, 1)[0, 0]
+        shell = torch.maximum(closed, img) + rng.uniform(1.5, 5.0) / MM_PER_UNIT
+        open_ = torch.from_numpy(_lattice_holes(s, rng))
+        covered = torch.from_numpy(_mask_region((closed > 0).numpy(), rng))
+        masked = (1 - open_) * shell + open_ * img
+        x[i, 0] = torch.where(covered, masked.clamp(max=1.0), img)
+    return x
+
+
+def _plate(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    s = x.shape[-1]
+    yy, xx = np.mgrid[0:s, 0:s]
+    mm = FIELD_MM / s
+    for i in _chosen(len(x), P_PLATE, rng):
+        img = x[i, 0]
+        rows, cols = np.flatnonzero((img > 0).any(dim=1)), np.flatnonzero((img > 0).any(dim=0))
+        if len(rows) < 8:
+            continue
+        cy = rng.uniform(rows[0] + 0.4 * len(rows), rows[-1] + 1)
+        cx = rng.uniform(cols[0] + 0.25 * len(cols), cols[-1] + 1 - 0.25 * len(cols))
+        hy, hx = rng.uniform(6.0, 25.0, 2) / mm
+        if rng.random() < 0.5:
+            plate = (np.abs(yy - cy) <= hy) & (np.abs(xx - cx) <= hx)
+        else:
+            plate = ((yy - cy) / hy) ** 2 + ((xx - cx) / hx) ** 2 <= 1
+        on = torch.from_numpy(plate)
+        level = float(img[on].max()) + rng.uniform(2.0, 10.0) / MM_PER_UNIT
+        x[i, 0][on] = min(level, 1.0)
+        if rng.random() < 0.5:  # an air channel, a connector's bore
+            r = rng.uniform(3.0, 8.0) / mm
+            x[i, 0][torch.from_numpy((yy - cy) ** 2 + (xx - cx) ** 2 <= r**2)] = 0.0
+    return x
+
+
 def augment(x: torch.Tensor, cfg: EmbedConfig, rng: np.random.Generator) -> torch.Tensor:
     """The training augmentations of ``cfg`` on a batch (n, 1, S, S) of adjusted images."""
-    if cfg.extra.get("augment") == ROBUST:
+    kind = cfg.extra.get("augment")
+    if kind == ROBUST_DEVICES:
+        x = _plate(_mask_shell(x, rng), rng)
+    if kind in (ROBUST, ROBUST_DEVICES):
         x = _stripe(_holes(_bumps(_scale(x, rng), rng), rng), rng)
     return _cut(_occlude(x, rng), rng)
 
