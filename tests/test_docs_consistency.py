@@ -1055,6 +1055,15 @@ FIGURES: list[Figure] = [
     ),
     (
         EMBED_CARD,
+        "that cohort's failures) score {} / {} and {} / {} there",
+        lambda: [
+            fmt(get("recognition_heldout.json", "models", m, "median")[k])
+            for m in ("robust-candidate", "devices-candidate")
+            for k, fmt in (("rank1", f3), ("auc", f4))
+        ],
+    ),
+    (
+        EMBED_CARD,
         "this file scores rank-1 {}, AUC {}, FNMR {} % at the site-calibrated FMR-1e-3 "
         "threshold; the candidates {} / {} / {} % and {} / {} / {} %",
         lambda: _card1717(),

@@ -25,7 +25,8 @@ app.add_typer(train_app, name="train")
 
 
 class Augment(enum.StrEnum):
-    """Fine-tuning augmentation (``embed.train``): the shipped model's, or also the robust set."""
+    """Fine-tuning augmentation (``embed.train``): the shipped model's, also the robust set, or
+    also the devices on the face (mask shell, plate)."""
 
     STANDARD = "standard"
     ROBUST = "robust"

@@ -18,13 +18,18 @@ hose in front of the face that the separation kept).
 ``--augment robust+devices`` adds, first, a close-fitting thermoplastic mask (issue 16: the
 held-out cohort's lowest genuine scores were nearly all masked scans): a shell over the face's
 grey-level closing (it bridges the eye sockets, nostrils and mouth as a sheet lying on the skin
-does), 1.5-5 mm nearer than the skin (one time in two wrapping a pixel past the face's outline),
-over the whole face or a band of it, perforated by a random lattice of round holes (pitch 4-12
-mm, radius 0.5-3 mm, mixed into each pixel by its covered fraction as the render's pooling
-mixes them) and, one time in two, with open eyes/mouth cut-outs; then a flat plate in front of
-the lower face (a bite block's flange, a connector, tape: a rectangle or ellipse 12-50 mm
-across, 2-10 mm nearer than the face's nearest point under it, one time in two bored through
-by a 6-16 mm channel).
+does), 1.5-5 mm nearer than the skin; one time in two the closing is dilated by one pixel more
+(the sheet wraps a pixel past the face's outline, and beside a steep slope, such as the nose,
+stands off by that pixel's rise too); over the whole face or a band of it, perforated by a
+random lattice of round holes (pitch 4-12 mm, radius 0.5-3 mm; each pixel mixes shell and skin
+by its covered share, and where there is no skin behind, shell and background) and, one time
+in two, with open eyes/mouth cut-outs; then a flat plate in front of the lower face (a bite
+block's flange, a connector, tape: a rectangle or ellipse 12-50 mm across centred in the lower
+60 % of the face, 2-10 mm nearer than the face's nearest point under it, one time in two bored
+through by a 6-16 mm channel, which can take a small plate whole). Depths are in mm at the
+adjustment cap's scale (``MM_PER_UNIT``); sizes in mm take the network input as FIELD_MM wide
+(the default config's crop of 64 of 68 px covers 207 mm, so they are ~6 % smaller on the face).
+These are the rules the devices candidate (README) was trained with.
 """
 
 from __future__ import annotations
