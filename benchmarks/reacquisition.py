@@ -93,6 +93,8 @@ def acquire_one(volume: Any) -> tuple[np.ndarray | None, dict[str, Any]]:
         "missing_parts": q["missing_parts"],
         "partial_parts": q["partial_parts"],
         "soft_tissue_share": q["soft_tissue_share"],
+        "bone_share": q["bone_share"],
+        "cover_mm": q["cover_mm"],
         "face_frame": str(q["face_frame"]),
         "seconds": round(time.perf_counter() - t0, 2),
     }

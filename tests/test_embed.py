@@ -21,7 +21,10 @@ from ctface.embed.template import scan_templates
 from ctface.embed.train import CUT_FRACTION, _cut, train_embedding
 from ctface.errors import MissingDataError
 from ctface.evaluate import cross_scan, roc_auc
+from ctface.render.views import FIELD_MM
 from ctface.training import TrainConfig
+
+MM = FIELD_MM / CONFIGS["default"].resize  # a pixel of the training crop
 
 TINY = EmbedConfig(
     name="tiny", block="basic", layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem_stride=2,
@@ -207,28 +210,41 @@ def test_robust_augmentations_change_only_what_they_model(
     assert bool((plain == x).all())
     robust = dataclasses.replace(CONFIGS["default"], extra={"augment": train.ROBUST})
     assert bool((train.augment(x.clone(), robust, rng) != x).any())
+    seen: list[float] = []  # the devices' sizes are in mm at the training crop's pixel
+    monkeypatch.setattr(train, "_mask_shell", lambda x, mm, rng: seen.append(mm) or x)
+    monkeypatch.setattr(train, "_plate", lambda x, mm, rng: seen.append(mm) or x)
+    devices = dataclasses.replace(CONFIGS["default"], extra={"augment": train.ROBUST_DEVICES})
+    train.augment(x.clone(), devices, rng)
+    assert seen == [MM, MM]
 
 
 def test_mask_shell_lies_in_front_of_the_face_and_bridges_its_hollows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The mask augmentation (probability 1) only brings surface nearer (a sheet on the skin),
-    on flat skin by at most 5 mm (at the cap's scale), never behind the skin; a hollow (an eye
-    socket) is filled where the sheet covers it, and holes of the lattice let the skin show through
-    (some covered face pixels stay unchanged or are only partly raised); at most one pixel
-    past the face's outline."""
+    on flat skin by at most 5 mm (at the cap's scale), beside a steep ridge too, never behind
+    the skin; a hollow (an eye socket) is filled where the sheet covers it, and holes of the
+    lattice let the skin show through (some covered face pixels stay unchanged or are only
+    partly raised); at most one pixel past the face's outline, where a pixel is shell or
+    background, never a mix of them."""
     import ctface.embed.train as train
 
     monkeypatch.setattr(train, "P_MASK", 1.0)
     x = torch.zeros(16, 1, 64, 64)
     x[:, :, 10:54, 14:50] = 0.6
     x[:, :, 24:28, 20:26] = 0.45  # a socket 20 mm deep (at 133 mm a unit)
+    x[:, :, 34:38, 31:33] = 0.8  # a steep ridge (a nose's edge), 27 mm high
     rng = np.random.default_rng(3)
-    shelled = train._mask_shell(x.clone(), rng)
+    shelled = train._mask_shell(x.clone(), MM, rng)
     assert bool((shelled >= x - 1e-6).all())  # never behind the skin
     raise_mm = (shelled - x) * train.MM_PER_UNIT
     flat = raise_mm[:, 0, 12:20, 30:46]  # flat skin: at most the 5 mm offset
     assert float(flat.max()) <= 5.0 + 1e-3
+    beside = raise_mm[:, 0, 33:39, 29:35].clone()
+    beside[:, 1:5, 2:4] = 0.0  # the ridge itself
+    assert float(beside.max()) <= 5.0 + 1e-3  # the sheet does not spread the ridge
+    outside = shelled[x == 0]
+    assert float(outside[outside > 0].min()) >= 0.6  # no skin behind: shell or background
     socket = raise_mm[:, 0, 24:28, 20:26].amax(dim=(1, 2))
     assert float(socket.max()) > 20.0  # bridged at least once
     outline = torch.nn.functional.max_pool2d((x > 0).float(), 3, 1, 1) > 0
@@ -238,32 +254,51 @@ def test_mask_shell_lies_in_front_of_the_face_and_bridges_its_hollows(
     assert len({float(v) for v in (shelled != x).float().mean(dim=(1, 2, 3))}) > 8  # varied
 
 
+def test_lattice_holes_stay_round_when_wider_than_half_the_row_pitch() -> None:
+    """A hexagonal lattice whose holes are wider than half its row pitch (0.433 x pitch) but
+    do not overlap (radius < pitch / 2) covers the share of the image its round holes cover."""
+    import ctface.embed.train as train
+
+    for seed in range(1000):
+        rng = np.random.default_rng(seed)
+        pitch, radius = rng.uniform(4.0, 12.0), rng.uniform(0.5, 3.0)
+        rng.uniform(0, np.pi)
+        if rng.random() < 0.5 and 0.46 < radius / pitch < 0.5:
+            break
+    else:
+        pytest.fail("no seed draws such a lattice")
+    share = train._lattice_holes(96, 1.0, np.random.default_rng(seed), sub=8).mean()
+    expected = np.pi * radius**2 / (pitch * pitch * 0.866)
+    assert abs(share / expected - 1) < 0.01, (seed, pitch, radius, share, expected)  # clipped: -3 %
+
+
 def test_plate_stands_flat_in_front_of_the_lower_face(monkeypatch: pytest.MonkeyPatch) -> None:
     """The plate augmentation (probability 1), over many seeds: one flat grey level 2-10 mm (at
     the cap's scale) nearer than the face's nearest point under it, centred in the lower 60 %
-    of the face, sometimes bored through (a bored pixel goes to 0)."""
+    of the face, sometimes bored through (a bored pixel goes to 0; the bore never takes the
+    whole plate)."""
     import ctface.embed.train as train
 
     monkeypatch.setattr(train, "P_PLATE", 1.0)
+    seeds = 200  # a bore wider than a small plate: 5 of 200 seeds before the cap
     x = torch.zeros(16, 1, 64, 64)
     x[:, :, 10:54, 14:50] = torch.linspace(0.4, 0.7, 44)[None, None, :, None]
     bored = 0
-    for seed in range(8):
-        plated = train._plate(x.clone(), np.random.default_rng(seed))
+    for seed in range(seeds):
+        plated = train._plate(x.clone(), MM, np.random.default_rng(seed))
         for before, after in zip(x[:, 0], plated[:, 0], strict=True):
             changed = after != before
             raised = after > before
             assert bool(changed.any())
-            assert len(after[raised].unique()) <= 1  # flat (a wide bore may leave no plate)
+            assert len(after[raised].unique()) == 1  # flat, and a bore leaves a rim
             assert bool((after[changed & ~raised] == 0).all())  # the rest is the bore
             rows = torch.nonzero(changed)[:, 0]
             assert (int(rows.min()) + int(rows.max())) / 2 >= 10 + 0.4 * 44 - 1.5  # its centre
-            if raised.any():
-                level = float(after[raised][0])
-                nearest_mm = (level - float(before[changed].max())) * train.MM_PER_UNIT
-                assert 2.0 - 1e-3 <= nearest_mm <= 10.0 + 1e-3
+            level = float(after[raised][0])
+            nearest_mm = (level - float(before[changed].max())) * train.MM_PER_UNIT
+            assert 2.0 - 1e-3 <= nearest_mm <= 10.0 + 1e-3
             bored += bool((changed & ~raised).any())
-    assert 0 < bored < 8 * 16
+    assert 0 < bored < seeds * 16
 
 
 def test_cli_train_chain_on_tiny_data(tmp_path: Path, cli: Cli) -> None:

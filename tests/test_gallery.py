@@ -74,7 +74,14 @@ def test_calibration_threshold_and_rates() -> None:
 def test_failure_codes_and_their_exit_codes() -> None:
     """Failures to acquire exit 6, the other failures 4; codes print as their strings."""
     fta = [c for c in FailureCode if c.is_failure_to_acquire]
-    assert fta == ["no-face", "thick-slices", "face-incomplete", "face-covered", "no-soft-tissue"]
+    assert fta == [
+        "no-face",
+        "thick-slices",
+        "face-incomplete",
+        "face-covered",
+        "no-soft-tissue",
+        "no-skull",
+    ]
     assert {c.exit_code for c in fta} == {6} and FailureCode.CONFLICT.exit_code == 4
     assert FailureCode.exit_code_of([FailureCode.NO_FACE, FailureCode.FACE_COVERED]) == 6
     assert FailureCode.exit_code_of([FailureCode.NO_FACE, FailureCode.UNREADABLE]) == 4

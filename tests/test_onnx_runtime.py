@@ -176,10 +176,39 @@ def test_export_command_reproduces_the_shipped_exports(tmp_path: Path, cli: obje
     assert row["backend"] == "onnxruntime" and len(row["onnx"]) == len(ONNX_PARTS)
     for part in ONNX_PARTS:
         made, shipped = onnx_path(Path(pt), part), onnx_path(WEIGHTS, part)
-        assert made.read_bytes() == shipped.read_bytes(), (
+        assert _same_export(made, shipped), (
             f"{shipped.name} is not what `ctface train export-onnx` makes of {WEIGHTS.name}: "
             "run it to re-export"
         )
     assert (
         SOURCE_KEY.encode() in made.read_bytes() and sha256(WEIGHTS).encode() in made.read_bytes()
     )
+
+
+def _same_export(made: Path, shipped: Path) -> bool:
+    """The same graph, metadata and weights; each weight tensor equal to within 4 float32 ULPs
+    of its largest value (folding batch norms into the convolutions rounds differently on other
+    CPUs: seen on one with AVX-512 and AMX, up to 2 such ULPs in a few % of the values, more
+    on small biases left after a cancellation)."""
+    import onnx
+    from onnx import numpy_helper
+
+    a, b = onnx.load(made), onnx.load(shipped)
+    wa = {i.name: numpy_helper.to_array(i) for i in a.graph.initializer}
+    wb = {i.name: numpy_helper.to_array(i) for i in b.graph.initializer}
+    for m in (a, b):
+        m.graph.ClearField("initializer")
+    return (
+        a.SerializeToString() == b.SerializeToString()
+        and wa.keys() == wb.keys()
+        and all(_close(wa[k], wb[k]) for k in wa)
+    )
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if not np.issubdtype(a.dtype, np.floating) or not a.size:
+        return bool(np.array_equal(a, b))
+    ulp = np.spacing(np.abs(b).max())
+    return bool(np.abs(a.astype(np.float64) - b).max() <= 4 * ulp)

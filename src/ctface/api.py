@@ -177,7 +177,7 @@ def face_template(
     ------
     FailureToAcquire
         The quality gate refused the scan; ``code`` says why (``no-face``, ``thick-slices``,
-        ``face-incomplete``, ``face-covered``, ``no-soft-tissue``).
+        ``face-incomplete``, ``face-covered``, ``no-soft-tissue``, ``no-skull``).
     InvalidInputError
         The scan cannot be read.
     MissingDataError

@@ -38,7 +38,7 @@ class NoFaceError(InvalidInputError):
 
 class FailureCode(StrEnum):
     """Why a scan was not enrolled or identified (``FailureToAcquire.code``, an enrollment's
-    ``Outcome.code``). The first five are failures to acquire: the quality gate
+    ``Outcome.code``). The first six are failures to acquire: the quality gate
     (``gallery.acquire``) refused a readable scan; the others are not about the face.
     Members compare equal to, print and json.dumps as their string values."""
 
@@ -47,6 +47,7 @@ class FailureCode(StrEnum):
     FACE_INCOMPLETE = "face-incomplete"
     FACE_COVERED = "face-covered"
     NO_SOFT_TISSUE = "no-soft-tissue"
+    NO_SKULL = "no-skull"
     UNREADABLE = "unreadable"  # the input cannot be read (enrollment only)
     CONFLICT = "conflict"  # the files are already enrolled as another patient (enrollment only)
     ERROR = "error"  # anything else (enrollment only)

@@ -18,18 +18,24 @@ hose in front of the face that the separation kept).
 ``--augment robust+devices`` adds, first, a close-fitting thermoplastic mask (issue 16: the
 held-out cohort's lowest genuine scores were nearly all masked scans): a shell over the face's
 grey-level closing (it bridges the eye sockets, nostrils and mouth as a sheet lying on the skin
-does), 1.5-5 mm nearer than the skin; one time in two the closing is dilated by one pixel more
-(the sheet wraps a pixel past the face's outline, and beside a steep slope, such as the nose,
-stands off by that pixel's rise too); over the whole face or a band of it, perforated by a
-random lattice of round holes (pitch 4-12 mm, radius 0.5-3 mm; each pixel mixes shell and skin
-by its covered share, and where there is no skin behind, shell and background) and, one time
-in two, with open eyes/mouth cut-outs; then a flat plate in front of the lower face (a bite
-block's flange, a connector, tape: a rectangle or ellipse 12-50 mm across centred in the lower
-60 % of the face, 2-10 mm nearer than the face's nearest point under it, one time in two bored
-through by a 6-16 mm channel, which can take a small plate whole). Depths are in mm at the
-adjustment cap's scale (``MM_PER_UNIT``); sizes in mm take the network input as FIELD_MM wide
-(the default config's crop of 64 of 68 px covers 207 mm, so they are ~6 % smaller on the face).
-These are the rules the devices candidate (README) was trained with.
+does), 1.5-5 mm nearer than the skin, one time in two wrapping on one pixel past the face's
+outline; over the whole face or a band of it, perforated by a random square or hexagonal
+lattice of round holes (pitch 4-12 mm, radius 0.5-3 mm; wide holes merge; each pixel mixes
+shell and skin by its covered share, and where there is no skin behind it, stays shell, or
+becomes background when at least half open) and, one time in two, with open eyes/mouth
+cut-outs; then a flat plate in front of the lower face (a bite block's flange, a connector,
+tape: a rectangle or ellipse 12-50 mm across centred in the lower 60 % of the face, 2-10 mm
+nearer than the face's nearest point under it, one time in two bored through by a channel 6-16
+mm wide, at most 60 % of the plate's smaller half-size in radius). Depths are in mm at the
+adjustment cap's scale (``MM_PER_UNIT``); sizes in mm at the crop's pixel (``FIELD_MM /
+resize``).
+
+The devices candidate (README) was trained with these rules as they were at commit c040e58,
+before five corrections: there the wrap dilated the whole closing (beside a steep slope, such
+as the nose, the sheet stood off by one pixel's rise more), a partly open pixel with no skin
+behind mixed shell and background, sizes took the network input as FIELD_MM wide (~6 % small
+on the face), a bore could be wider than a small plate, and holes wider than half the row
+pitch were clipped at row boundaries.
 """
 
 from __future__ import annotations
@@ -144,10 +150,11 @@ def _closing(img: torch.Tensor, r: int) -> torch.Tensor:
     return -nn.functional.max_pool2d(-dil, k, 1, r)[0, 0]
 
 
-def _lattice_holes(s: int, rng: np.random.Generator, sub: int = 4) -> np.ndarray:
-    """Share of each pixel that a random lattice of round holes covers (``sub`` x ``sub``
-    samples a pixel); square or hexagonal lattice, any orientation."""
-    mm = FIELD_MM / s
+def _lattice_holes(s: int, mm: float, rng: np.random.Generator, sub: int = 4) -> np.ndarray:
+    """Share of each pixel (``mm`` wide) that a random lattice of round holes covers (``sub`` x
+    ``sub`` samples a pixel); square or hexagonal lattice, any orientation. A sample's hole is
+    the nearest lattice point's of its own row and the rows on either side, so that holes wider
+    than half the row pitch stay round (and overlapping holes merge)."""
     pitch, radius = rng.uniform(4.0, 12.0), rng.uniform(0.5, 3.0)
     a, hexagonal = rng.uniform(0, np.pi), rng.random() < 0.5
     g = (np.arange(s * sub) + 0.5) / sub * mm
@@ -155,12 +162,13 @@ def _lattice_holes(s: int, rng: np.random.Generator, sub: int = 4) -> np.ndarray
     u = xx * np.cos(a) + yy * np.sin(a) + rng.uniform(0, pitch)
     v = -xx * np.sin(a) + yy * np.cos(a) + rng.uniform(0, pitch)
     row_pitch = pitch * (0.866 if hexagonal else 1.0)
-    row = np.floor(v / row_pitch)
-    u = u + (0.5 * pitch * (row % 2) if hexagonal else 0.0)
-    du = u - pitch * np.round(u / pitch)
-    dv = v - row_pitch * (row + 0.5)
-    hole = (du**2 + dv**2 < radius**2).astype(np.float32)
-    return hole.reshape(s, sub, s, sub).mean(axis=(1, 3))
+    hole = np.zeros_like(u, dtype=bool)
+    for row in np.floor(v / row_pitch) + np.array([-1.0, 0.0, 1.0])[:, None, None]:
+        shifted = u + (0.5 * pitch * (row % 2) if hexagonal else 0.0)
+        du = shifted - pitch * np.round(shifted / pitch)
+        dv = v - row_pitch * (row + 0.5)
+        hole |= du**2 + dv**2 < radius**2
+    return hole.astype(np.float32).reshape(s, sub, s, sub).mean(axis=(1, 3))
 
 
 def _mask_region(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -186,26 +194,32 @@ def _mask_region(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return region
 
 
-def _mask_shell(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def _mask_shell(x: torch.Tensor, mm: float, rng: np.random.Generator) -> torch.Tensor:
+    """A close-fitting mask (module docstring) on a share ``P_MASK`` of the images, whose
+    pixels are ``mm`` wide."""
     s = x.shape[-1]
     for i in _chosen(len(x), P_MASK, rng):
         img = x[i, 0]
-        r = max(1, int(round(rng.uniform(4.0, 10.0) / (FIELD_MM / s))))
-        closed = _closing(img, r)
-        if rng.random() < 0.5:  # the sheet wraps on past the face's outline (a full-head mask)
-            closed = nn.functional.max_pool2d(closed[None, None], 3, 1, 1)[0, 0]
+        closed = _closing(img, max(1, int(round(rng.uniform(4.0, 10.0) / mm))))
+        if rng.random() < 0.5:  # the sheet wraps on one pixel past the face's outline
+            wrap = nn.functional.max_pool2d(closed[None, None], 3, 1, 1)[0, 0]
+            closed = torch.where(closed > 0, closed, wrap)
         shell = torch.maximum(closed, img) + rng.uniform(1.5, 5.0) / MM_PER_UNIT
-        open_ = torch.from_numpy(_lattice_holes(s, rng))
+        open_ = torch.from_numpy(_lattice_holes(s, mm, rng))
         covered = torch.from_numpy(_mask_region((closed > 0).numpy(), rng))
-        masked = (1 - open_) * shell + open_ * img
+        through = torch.where(img > 0, img, shell)  # no skin behind: the sheet's edge stays
+        masked = torch.where(
+            (img > 0) | (open_ < 0.5), (1 - open_) * shell + open_ * through, torch.zeros(())
+        )
         x[i, 0] = torch.where(covered, masked.clamp(max=1.0), img)
     return x
 
 
-def _plate(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def _plate(x: torch.Tensor, mm: float, rng: np.random.Generator) -> torch.Tensor:
+    """A flat plate in front of the lower face (module docstring) on a share ``P_PLATE`` of
+    the images, whose pixels are ``mm`` wide."""
     s = x.shape[-1]
     yy, xx = np.mgrid[0:s, 0:s]
-    mm = FIELD_MM / s
     for i in _chosen(len(x), P_PLATE, rng):
         img = x[i, 0]
         rows, cols = np.flatnonzero((img > 0).any(dim=1)), np.flatnonzero((img > 0).any(dim=0))
@@ -221,8 +235,8 @@ def _plate(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         on = torch.from_numpy(plate)
         level = float(img[on].max()) + rng.uniform(2.0, 10.0) / MM_PER_UNIT
         x[i, 0][on] = min(level, 1.0)
-        if rng.random() < 0.5:  # an air channel, a connector's bore
-            r = rng.uniform(3.0, 8.0) / mm
+        if rng.random() < 0.5:  # an air channel, a connector's bore, inside the plate
+            r = min(rng.uniform(3.0, 8.0) / mm, 0.6 * min(hy, hx))
             x[i, 0][torch.from_numpy((yy - cy) ** 2 + (xx - cx) ** 2 <= r**2)] = 0.0
     return x
 
@@ -231,7 +245,8 @@ def augment(x: torch.Tensor, cfg: EmbedConfig, rng: np.random.Generator) -> torc
     """The training augmentations of ``cfg`` on a batch (n, 1, S, S) of adjusted images."""
     kind = cfg.extra.get("augment")
     if kind == ROBUST_DEVICES:
-        x = _plate(_mask_shell(x, rng), rng)
+        mm = FIELD_MM / cfg.resize  # a pixel of the crop, on the face
+        x = _plate(_mask_shell(x, mm, rng), mm, rng)
     if kind in (ROBUST, ROBUST_DEVICES):
         x = _stripe(_holes(_bumps(_scale(x, rng), rng), rng), rng)
     return _cut(_occlude(x, rng), rng)

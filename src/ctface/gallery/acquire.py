@@ -8,12 +8,19 @@ Codes (``FailureToAcquire.code``, an ``errors.FailureCode``):
   tested on: the phantoms' 0.6-5 mm).
 - ``face-incomplete``: the eyes or the nose are outside the field of view or without skin.
 - ``face-covered``: the face separation kept under ``MIN_FACE_FRACTION`` of the image (an RT
-  mask moulded on the face is kept as face and is not refused).
+  mask moulded on the face is kept as face and is not refused); or the skull lies under more
+  than ``MAX_COVER_MM`` of material even where the face's skin is thinnest (``render.tissue``
+  ``cover_mm``: faces 2-6 mm, with an RT mask 2; a 12 mm layer on the face 14; ctface's own
+  refaced scans 3-15): a thick mask or bolus hides the face's shape.
 - ``no-soft-tissue``: the face surface is not skin over soft tissue: under
   ``MIN_SOFT_TISSUE`` of the CT samples 1-6 mm behind it (that are not air) are soft tissue
   (-200..+250 HU; ``render.tissue``, with the measured ranges). A bare skull has bone right
   under its surface (0.06-0.12 measured; faces 0.58-0.99, RT masks 0.82-0.89), and passed the
   other checks with a face fraction of 26-37 %.
+- ``no-skull``: under ``MIN_BONE_SHARE`` of the face surface has bone within
+  ``render.tissue.BONE_SEARCH_MM`` (40 mm) behind it (``bone_share``; faces and their
+  re-acquisitions 0.66-0.93, ctface's own defaced scans 0.34-0.48): a head phantom without a
+  skull, a mannequin, not a patient.
 """
 
 from __future__ import annotations
@@ -34,12 +41,15 @@ from ctface.ingest import CtVolume, load_ct
 from ctface.ingest.archive import ArchiveScan, load_archive_scan, source_digest
 from ctface.render import pose_grid, render_face
 from ctface.render.depth import FaceRendering, normalize_depth
+from ctface.render.tissue import BONE_SEARCH_MM
 from ctface.render.views import View
 
 MAX_SLICE_MM = 5.0
 REQUIRED_PARTS = ("eyes", "nose")
 MIN_FACE_FRACTION = 0.15
 MIN_SOFT_TISSUE = 0.35  # measured: render.tissue (module docstring)
+MIN_BONE_SHARE = 0.3  # measured: render.tissue
+MAX_COVER_MM = 12.0  # measured: render.tissue
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ def acquire(
             "scan (outside the field of view or without skin)",
         )
     _check_soft_tissue(rendering)
+    _check_skull(rendering)
     template = model.template(rendering)
     if template.face_fraction < MIN_FACE_FRACTION:
         raise FailureToAcquire(
@@ -104,6 +115,8 @@ def acquire(
             "partial_parts": list(rendering.face_region.partial),
             "face_frame": rendering.frame.method,
             "soft_tissue_share": rendering.face_region.under_skin.soft_tissue_share,
+            "bone_share": rendering.face_region.under_skin.bone_share,
+            "cover_mm": rendering.face_region.under_skin.cover_mm,
             "n_views": template.n_views,
         },
     )
@@ -184,4 +197,22 @@ def _check_soft_tissue(rendering: FaceRendering) -> None:
             FailureCode.NO_SOFT_TISSUE,
             f"the face surface is not skin over soft tissue: {share:.0%} of the CT just behind "
             f"it is soft tissue (faces: >= {MIN_SOFT_TISSUE:.0%}); a bare skull or a phantom?",
+        )
+
+
+def _check_skull(rendering: FaceRendering) -> None:
+    under = rendering.face_region.under_skin
+    if under.bone_share < MIN_BONE_SHARE:
+        raise FailureToAcquire(
+            FailureCode.NO_SKULL,
+            f"no skull behind the face: bone lies within {BONE_SEARCH_MM:g} mm behind "
+            f"{under.bone_share:.0%} of the face surface (faces: >= {MIN_BONE_SHARE:.0%}); a "
+            "phantom or a mannequin, or a defaced scan?",
+        )
+    if under.cover_mm is not None and under.cover_mm > MAX_COVER_MM:
+        raise FailureToAcquire(
+            FailureCode.FACE_COVERED,
+            f"the skull lies under {under.cover_mm:.0f} mm of material even where the face's "
+            f"skin is thinnest (faces and RT masks: <= {MAX_COVER_MM:g} mm); a thick mask or "
+            "bolus on the face, or a face pasted over it (a refaced scan)?",
         )

@@ -78,7 +78,10 @@ def find_head(volume: CtVolume, depth_mm: float = HEAD_DEPTH_MM) -> CtVolume:
     area = body.sum(axis=(1, 2)).astype(float) * COARSE_MM**2
     if area.sum() * COARSE_MM < MIN_BODY_MM3:
         raise NoFaceError(
-            "No head in the field of view: no body or skin (nothing denser than -500 HU) found."
+            f"No head in the field of view: no body or skin found (under "
+            f"{MIN_BODY_MM3 / 1000:.0f} cm3 denser than {BODY_HU:.0f} HU once thin shells, "
+            f"up to about two {COARSE_MM:g} mm voxels thick, are dropped: a table top, a "
+            "hollow plastic head, a mask alone)."
         )
     filled = np.nonzero(area >= MIN_TOP_AREA_MM2)[0]
     top_k = int(filled[-1]) if len(filled) else int(np.nonzero(area)[0][-1])

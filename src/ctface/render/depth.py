@@ -62,7 +62,7 @@ from ctface.errors import InvalidInputError, NoFaceError
 from ctface.ingest.volume import SKIN_HU, CtVolume
 from ctface.landmarks.frame import FaceFrame
 from ctface.landmarks.skin import SkinSurface, dense_samples, skin_surface, voxel_box
-from ctface.render.tissue import UnderSkin, face_grid, soft_tissue_share
+from ctface.render.tissue import UnderSkin, face_grid, under_skin
 from ctface.render.views import FIELD_MM, RENDER_PX, View, pose_grid
 
 REFERENCE_MM = 100.0  # depth reference plane: this far behind the nose tip, along the view axis
@@ -94,7 +94,8 @@ class FaceRegion:
     nose, mouth, chin) the share inside the field of view (``parts_in_field_of_view``), with
     skin in the frontal image (``parts_with_skin``) and both (``parts_in_view``); ``missing``:
     parts < 50 % in view, ``partial``: 50-95 %; ``under_skin``: the share of soft tissue just
-    behind the frontal surface (``render.tissue``); ``crop_box_mm``: (low, high) per face-frame
+    behind the frontal surface, the share with a skull behind it and the thickness over that
+    skull (``render.tissue``); ``crop_box_mm``: (low, high) per face-frame
     axis x, y, z, where the surface was extracted."""
 
     parts_in_view: dict[str, float]
@@ -454,7 +455,7 @@ def render_face(
     t3 = time.perf_counter()
     frontal = _render_views(pts, nrm, [View(0.0, 0.0, 0.0)], size, mpp, None)[0]
     fov, skin = face_coverage(volume, frame, frontal, mpp)
-    under = soft_tissue_share(volume, frame, frontal_surface(frontal, mpp))
+    under = under_skin(volume, frame, frontal_surface(frontal, mpp))
     region = face_region(fov, skin, under, box)
     return FaceRendering(
         depth_mm=depth,
