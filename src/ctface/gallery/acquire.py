@@ -10,7 +10,7 @@ Codes (``FailureToAcquire.code``, an ``errors.FailureCode``):
 - ``face-covered``: the face separation kept under ``MIN_FACE_FRACTION`` of the image (an RT
   mask moulded on the face is kept as face and is not refused); or the skull lies under more
   than ``MAX_COVER_MM`` of material even where the face's skin is thinnest (``render.tissue``
-  ``cover_mm``: faces 2-6 mm, with an RT mask 2; a 12 mm layer on the face 14; ctface's own
+  ``cover_mm``: faces 1-6 mm, with RT masks 2-4; a 12 mm layer on the face 14; ctface's own
   refaced scans 3-15): a thick mask or bolus hides the face's shape.
 - ``no-soft-tissue``: the face surface is not skin over soft tissue: under
   ``MIN_SOFT_TISSUE`` of the CT samples 1-6 mm behind it (that are not air) are soft tissue
@@ -19,7 +19,7 @@ Codes (``FailureToAcquire.code``, an ``errors.FailureCode``):
   other checks with a face fraction of 26-37 %.
 - ``no-skull``: under ``MIN_BONE_SHARE`` of the face surface has bone within
   ``render.tissue.BONE_SEARCH_MM`` (40 mm) behind it (``bone_share``; faces and their
-  re-acquisitions 0.66-0.93, ctface's own defaced scans 0.34-0.48): a head phantom without a
+  re-acquisitions 0.64-0.95, ctface's own defaced scans 0.34-0.48): a head phantom without a
   skull, a mannequin, not a patient.
 """
 

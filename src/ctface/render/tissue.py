@@ -35,11 +35,13 @@ device drawn often (``ctface phantom --subjects 16 --scans-min 1 --scans-max 1 -
 --nuisance benchmarks/results/evaluation/gate_stress_nuisance_dr.json``, and ``--seed 9292
 --style heldout --nuisance ...gate_stress_nuisance_heldout.json``: masks thick and open-face,
 blankets, pillows, straps, hair, beards, glasses, tubes, bite blocks) 0.69-0.94, 1-4 mm, none
-refused; a phantom's face under a layer of 60 HU added in front of it: 8 mm thick 0.86 / 10 mm,
-12 mm thick 0.84 / 14 mm, 20 mm thick 0.69 / 22 mm; the phantom with every voxel of the head
-set to 20 HU (no skull) 0.00; ctface's own defaced scans (``deid.deface``, 4 coarse phantoms):
-``remove`` 0.34-0.38 / 0 mm, ``reface`` 0.35-0.48 / 3-15 mm (its generic face can stand well
-off the frontal bone).
+refused; the first 20 people of the held-out cohort's command (``ctface phantom --subjects 20
+--scans-min 2 --scans-max 3 --seed 1717 --style heldout --dicom-fraction 0.25 --nuisance H``,
+README; 53 scans) 0.64-0.95, 1-3 mm, none refused; a phantom's face under a layer of 60 HU
+added in front of it: 8 mm thick 0.86 / 10 mm, 12 mm thick 0.84 / 14 mm, 20 mm thick 0.69 / 22
+mm; the phantom with every voxel of the head set to 20 HU (no skull) 0.00; ctface's own defaced
+scans (``deid.deface``, 4 coarse phantoms): ``remove`` 0.34-0.38 / 0 mm, ``reface`` 0.35-0.48 /
+3-15 mm (its generic face can stand well off the frontal bone).
 """
 
 from __future__ import annotations
