@@ -254,6 +254,29 @@ def test_mask_shell_lies_in_front_of_the_face_and_bridges_its_hollows(
     assert len({float(v) for v in (shelled != x).float().mean(dim=(1, 2, 3))}) > 8  # varied
 
 
+@pytest.mark.parametrize("open_share", [0.25, 0.75])
+def test_mask_shell_mixes_skin_but_not_background(
+    monkeypatch: pytest.MonkeyPatch, open_share: float
+) -> None:
+    """A pixel partly open in the sheet shows skin through by its open share; with no skin
+    behind it (a hollow the sheet bridges) it is shell when less than half open, background
+    otherwise (never a mix of shell and background)."""
+    import ctface.embed.train as train
+
+    monkeypatch.setattr(train, "P_MASK", 1.0)
+    monkeypatch.setattr(train, "_lattice_holes", lambda s, mm, rng: np.full((s, s), open_share))
+    monkeypatch.setattr(train, "_mask_region", lambda face, rng: face)
+    x = torch.zeros(4, 1, 64, 64)
+    x[:, :, 10:54, 14:50] = 0.6
+    x[:, :, 30:32, 30:32] = 0.0  # a hollow without skin (a nostril the render left empty)
+    shelled = train._mask_shell(x.clone(), MM, np.random.default_rng(0))
+    shell = (shelled[:, 0, 20, 20] - open_share * 0.6) / (1 - open_share)  # from a skin pixel
+    assert bool((shell > 0.6).all())  # the sheet lies in front of the skin
+    hollow = shelled[:, 0, 30:32, 30:32]
+    expected = torch.zeros_like(hollow) if open_share >= 0.5 else shell[:, None, None]
+    assert torch.allclose(hollow, expected.expand_as(hollow), atol=1e-6)
+
+
 def test_lattice_holes_stay_round_when_wider_than_half_the_row_pitch() -> None:
     """A hexagonal lattice whose holes are wider than half its row pitch (0.433 x pitch) but
     do not overlap (radius < pitch / 2) covers the share of the image its round holes cover."""
