@@ -207,10 +207,8 @@ def _mask_shell(x: torch.Tensor, mm: float, rng: np.random.Generator) -> torch.T
         shell = torch.maximum(closed, img) + rng.uniform(1.5, 5.0) / MM_PER_UNIT
         open_ = torch.from_numpy(_lattice_holes(s, mm, rng))
         covered = torch.from_numpy(_mask_region((closed > 0).numpy(), rng))
-        through = torch.where(img > 0, img, shell)  # no skin behind: the sheet's edge stays
-        masked = torch.where(
-            (img > 0) | (open_ < 0.5), (1 - open_) * shell + open_ * through, torch.zeros(())
-        )
+        edge = torch.where(open_ < 0.5, shell, torch.zeros(()))  # no skin behind: all or none
+        masked = torch.where(img > 0, (1 - open_) * shell + open_ * img, edge)
         x[i, 0] = torch.where(covered, masked.clamp(max=1.0), img)
     return x
 
