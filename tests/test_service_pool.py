@@ -112,6 +112,25 @@ def test_findings_keep_their_decisions_and_evidence(tmp_path: Path) -> None:
             review.record_decision(db, first[0], review.Decision.NOTE, "alice", "")
 
 
+def test_a_run_within_the_same_millisecond_still_marks_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which findings a run found again goes by id, not by time (CI once ran both runs of the
+    test above within one millisecond and the missing finding stayed open)."""
+    from ctface.gallery import review
+    from ctface.gallery.store import GalleryDatabase
+
+    monkeypatch.setattr(review, "_now", lambda: "2026-12-06T17:00:00.000+00:00")
+    finding = {"kind": "merge", "score": 0.9, "evidence": 5.0, "patient_ids": ["A"],
+               "suggested_patient_id": None, "check": "look",
+               "scans": [{"series_uid": "1.3", "scan_key": 1, "role": "odd one out",
+                          "patient_id": "A"}]}  # fmt: skip
+    with GalleryDatabase(tmp_path / "g.db", create=True) as db:
+        (fid,) = review.save_reconcile_findings(db, [finding])
+        review.save_reconcile_findings(db, [])
+        assert review.get_finding(db, fid).status == "gone"
+
+
 def test_only_recent_undecided_identifications_are_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

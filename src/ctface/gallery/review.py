@@ -119,7 +119,7 @@ class ReviewFinding:
 
 
 def _now() -> str:
-    """UTC, to the millisecond: a run's findings are those updated since it started."""
+    """UTC, to the millisecond (when a finding was made, updated, decided or gone)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
@@ -316,15 +316,16 @@ def reconcile_finding_key(finding: dict[str, Any]) -> str:
     return f"{finding['kind']}:{'|'.join(scans)}"
 
 
-def mark_gone(db: GalleryDatabase, origin: str, key_prefix: str, run_start: str) -> int:
-    """Findings of ``origin`` whose key starts with ``key_prefix`` that the run started at
-    ``run_start`` did not find again (not updated since) marked gone; how many."""
+def mark_gone(db: GalleryDatabase, origin: str, key_prefix: str, found: list[int]) -> int:
+    """Findings of ``origin`` whose key starts with ``key_prefix`` that a run did not find
+    again (not among the finding ids ``found``) marked gone; how many. By id, not by time: two
+    runs within one millisecond (a fast machine) kept the first run's findings open."""
     with db.transaction() as conn:
         _ensure(db, conn)
         cur = conn.execute(
             "UPDATE findings SET gone_at = ? WHERE origin = ? AND key LIKE ? ESCAPE '\\' "
-            "AND gone_at IS NULL AND updated_at < ?",
-            (_now(), origin, _like_prefix(key_prefix), run_start),
+            "AND gone_at IS NULL AND finding_id NOT IN (SELECT value FROM json_each(?))",
+            (_now(), origin, _like_prefix(key_prefix), json.dumps(found)),
         )
     return int(cur.rowcount)
 
@@ -336,7 +337,7 @@ def _like_prefix(prefix: str) -> str:
 def save_reconcile_findings(db: GalleryDatabase, findings: list[dict[str, Any]]) -> list[int]:
     """A reconciliation's findings (``reconcile_report.findings_json``) kept for review; the
     earlier ones it no longer finds marked gone."""
-    run_start, ids = _now(), []
+    ids = []
     for f in findings:
         ids_text = " / ".join(f["patient_ids"]) or "no patient ID"
         suggested = f" -> {f['suggested_patient_id']}" if f.get("suggested_patient_id") else ""
@@ -344,7 +345,7 @@ def save_reconcile_findings(db: GalleryDatabase, findings: list[dict[str, Any]])
         keys = [int(s["scan_key"]) for s in f["scans"]]
         ids.append(save_finding(db, reconcile_finding_key(f), ReviewKind(f["kind"]),
                                 "reconcile", float(f["score"]), title, f, keys))  # fmt: skip
-    mark_gone(db, "reconcile", "", run_start)
+    mark_gone(db, "reconcile", "", ids)
     return ids
 
 
@@ -355,7 +356,7 @@ def save_audit_risks(
     five (``audit_metrics.ProbeRisk.to_json``; ``risk`` re-identified or top-5), each with the
     person's gallery scans and the shared scan's frontal image (``images``, by scan id); those
     of an earlier audit of ``dataset`` no longer at risk marked gone."""
-    run_start, owners = _now(), dict[str, list[int]]()
+    owners = dict[str, list[int]]()
     for scan in db.scans():
         owners.setdefault(scan.patient_id, []).append(scan.scan_key)
     ids = []
@@ -376,5 +377,5 @@ def save_audit_risks(
         ids.append(save_finding(db, f"re-identified:{dataset}:{r['probe_id']}",
                                 ReviewKind.REIDENTIFIED, "audit", score, title, detail, keys,
                                 images.get(r["probe_id"])))  # fmt: skip
-    mark_gone(db, "audit", f"re-identified:{dataset}:", run_start)
+    mark_gone(db, "audit", f"re-identified:{dataset}:", ids)
     return ids
