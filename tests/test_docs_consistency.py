@@ -1054,6 +1054,44 @@ FIGURES: list[Figure] = [
         ),  # fmt: skip
     ),
     (
+        README,
+        "| held-out 1616 (development) | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
+        lambda: _row1717(
+            "devices-candidate-2",
+            "site_calibration_heldout_devices2_candidate.json",
+            "recognition_heldout_devices2_candidate.json",
+        ),
+    ),
+    (
+        README,
+        "| held-out 1717 (second look) | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
+        lambda: _row1717(
+            "devices-candidate-2",
+            "site_calibration_heldout1717_devices2_candidate.json",
+            "recognition_heldout1717_devices2_candidate.json",
+        ),
+    ),
+    (
+        README,
+        "| 1616, shipped | {}/{} | {} % ({}/{}) | {}/{} | {} % ({}/{}) |",
+        lambda: _as_norm_row("1616", "shipped"),
+    ),
+    (
+        README,
+        "| 1616, devices candidate 2 | {}/{} | {} % ({}/{}) | {}/{} | {} % ({}/{}) |",
+        lambda: _as_norm_row("1616", "devices-candidate-2"),
+    ),
+    (
+        README,
+        "| 1717, shipped | {}/{} | {} % ({}/{}) | {}/{} | {} % ({}/{}) |",
+        lambda: _as_norm_row("1717", "shipped"),
+    ),
+    (
+        README,
+        "| 1717, devices candidate 2 | {}/{} | {} % ({}/{}) | {}/{} | {} % ({}/{}) |",
+        lambda: _as_norm_row("1717", "devices-candidate-2"),
+    ),
+    (
         EMBED_CARD,
         "that cohort's failures) score {} / {} and {} / {} there",
         lambda: [
@@ -2352,10 +2390,12 @@ def _cohort1717() -> list[str]:
             str(r["n_probes"] + r["n_failed_probes"])]  # fmt: skip
 
 
-def _row1717(model: str, site_file: str) -> list[str]:
+def _row1717(
+    model: str, site_file: str, recognition: str = "recognition_heldout1717.json"
+) -> list[str]:
     """A row of the README's second held-out table: rank-1 (hits, searches, CI), AUC, and the
     true FNMR and FMR at the FMR-1e-3 threshold site calibration estimates (no misfiling)."""
-    r = get("recognition_heldout1717.json", "models", model, "median")
+    r = get(recognition, "models", model, "median")
     site = get(site_file, "rates", 0, "0.001", "site")
     gen, imp = get(site_file, "genuine_pairs"), get(site_file, "impostor_pairs")
     return [f3(r["rank1"]), str(r["hits"]), str(r["n_probes"] + r["n_failed_probes"]),
@@ -2363,6 +2403,18 @@ def _row1717(model: str, site_file: str) -> list[str]:
             pct(site["true_fnmr_median"]), str(round(site["true_fnmr_median"] * gen)), str(gen),
             sci(site["true_fmr_median"]), str(round(site["true_fmr_median"] * imp)),
             thousands(imp)]  # fmt: skip
+
+
+def _as_norm_row(cohort: str, model: str) -> list[str]:
+    """A row of the README's score-normalization table: rank-1 and FNMR at the true-label
+    FMR-1e-3 threshold, raw and AS-norm (``benchmarks/score_normalization.py``)."""
+    out = []
+    for rule in ("raw", "as_norm"):
+        r = get(f"score_normalization_heldout{cohort}.json", "models", model, rule)
+        at = r["fmr=0.001"]
+        out += [str(r["hits"]), str(r["probes"]), pct(at["fnmr"]),
+                str(at["false_non_matches"]), str(at["genuine_pairs"])]  # fmt: skip
+    return out
 
 
 def _card1717() -> list[str]:

@@ -1,0 +1,115 @@
+"""Adaptive score normalization (AS-norm) measured on a cohort: does normalizing each pair's
+score by both scans' own impostor scores lower the false non-match rate at a low FMR?
+
+Run: .venv/bin/python benchmarks/score_normalization.py --cohort DIR [--cache DIR]
+     [--model NAME=FILE ...] [--top-k 30] [--out FILE]
+
+Every scan of the cohort (``ctface phantom``) goes through the pipeline and each model
+(``evaluate.calibration.cohort_templates``, cached; the template of all 90 views, as
+``benchmarks/site_calibration.py`` makes it). Two scores per pair of scans a, b:
+
+- ``raw``: the cosine similarity s(a, b) that ctface decides with today;
+- ``as_norm``: 0.5 ((s - m_a) / d_a + (s - m_b) / d_b), where m_x and d_x are the mean and
+  standard deviation of scan x's ``--top-k`` highest scores against the cohort's scans of
+  other subjects (the speaker-verification AS-norm of Matejka et al., 2017). A scan that
+  scores high with everybody (a mask makes faces alike) has its scores lowered; one that
+  scores low with everybody (a tube, a cut) raised.
+
+The impostor sets use the true subjects: in a gallery they would be the filed patient IDs,
+which are mostly right. Measured per score: verification AUC over every pair, the FNMR at the
+FMR 1e-2 and 1e-3 thresholds that the true labels give on this cohort (every pair), and
+cross-scan rank-1 (each subject's first scan is the gallery). Nothing in ctface uses AS-norm
+yet: this is the measurement that decides whether it should. Writes ``--out`` (paths relative
+to the repository or the cohort's name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctface.embed.embedder import cached_model
+from ctface.evaluate.calibration import cohort_templates
+from ctface.files import portable_path, write_text_atomic
+from ctface.gallery.scores import clopper_pearson, rate_at, threshold_at_rate
+
+RESULTS = Path(__file__).resolve().parent / "results" / "score_normalization.json"
+FMRS = (1e-2, 1e-3)
+
+
+def as_norm(sim: np.ndarray, subject: np.ndarray, top_k: int) -> np.ndarray:
+    """AS-norm of a (N, N) score matrix, each scan's impostor cohort = other subjects' scans."""
+    stats = []
+    for a in range(len(subject)):
+        top = np.sort(sim[a, subject != subject[a]])[::-1][:top_k]
+        stats.append((top.mean(), max(float(top.std()), 1e-6)))
+    m, d = (np.array(x) for x in zip(*stats, strict=True))
+    return 0.5 * ((sim - m[:, None]) / d[:, None] + (sim - m[None, :]) / d[None, :])
+
+
+def rank1(sim: np.ndarray, subject: np.ndarray) -> tuple[int, int]:
+    """Cross-scan rank-1 hits and probes: each subject's first scan is its gallery entry."""
+    _, first = np.unique(subject, return_index=True)
+    gallery = np.sort(first)
+    probes = np.setdiff1d(np.arange(len(subject)), gallery)
+    best = gallery[np.argmax(sim[np.ix_(probes, gallery)], axis=1)]
+    return int((subject[best] == subject[probes]).sum()), len(probes)
+
+
+def measured(sim: np.ndarray, subject: np.ndarray) -> dict[str, Any]:
+    """AUC, FNMR at the true-label FMR thresholds (with counts and CI), rank-1."""
+    i, j = np.triu_indices(len(subject), k=1)
+    same = subject[i] == subject[j]
+    gen, imp = np.sort(sim[i, j][same]), np.sort(sim[i, j][~same])
+    auc = float(np.searchsorted(imp, gen, side="left").sum() / (len(gen) * len(imp)))
+    hits, probes = rank1(sim, subject)
+    out: dict[str, Any] = {"auc": round(auc, 6), "rank1": round(hits / probes, 4),
+                           "hits": hits, "probes": probes}  # fmt: skip
+    for f in FMRS:
+        t = threshold_at_rate(imp, f)
+        misses = int(round(rate_at(gen, t, above=False) * len(gen)))
+        out[f"fmr={f:g}"] = {"threshold": round(t, 4), "fnmr": round(misses / len(gen), 4),
+                             "false_non_matches": misses, "genuine_pairs": len(gen),
+                             "fnmr_ci95": [round(x, 4) for x in clopper_pearson(misses, len(gen))],
+                             "impostor_pairs": len(imp)}  # fmt: skip
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cohort", type=Path, required=True)
+    ap.add_argument("--cache", type=Path, default=None, help="default COHORT/depth_cache")
+    ap.add_argument("--model", action="append", default=[], help="NAME=FILE (repeatable)")
+    ap.add_argument("--top-k", type=int, default=30)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    models = dict(m.split("=", 1) for m in args.model) or {"shipped": ""}
+    res: dict[str, Any] = {"cohort": args.cohort.name, "top_k": args.top_k, "models": {}}
+    for name, weights in models.items():
+        t = cohort_templates(args.cohort, args.cache or args.cohort / "depth_cache",
+                             cached_model(weights or None), args.jobs)  # fmt: skip
+        sim = t.vectors.astype(np.float64) @ t.vectors.T.astype(np.float64)
+        res["models"][name] = {
+            "weights": portable_path(Path(weights)) if weights else "shipped",
+            "raw": measured(sim, t.subjects),
+            "as_norm": measured(as_norm(sim, t.subjects, args.top_k), t.subjects),
+        }
+        res["scans"], res["failures_to_acquire"] = len(t.subjects), len(t.failures)
+        for rule in ("raw", "as_norm"):
+            r = res["models"][name][rule]
+            a = r["fmr=0.001"]
+            print(
+                f"{name:>12} {rule:>8}  rank-1 {r['hits']}/{r['probes']}  AUC {r['auc']:.5f}  "
+                f"FNMR@FMR1e-3 {a['fnmr']:.3f} ({a['false_non_matches']}/{a['genuine_pairs']})"
+            )
+    write_text_atomic(args.out, json.dumps(res, indent=1) + "\n")
+    print(f"wrote {portable_path(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
