@@ -2,25 +2,30 @@
 score by both scans' own impostor scores lower the false non-match rate at a low FMR?
 
 Run: .venv/bin/python benchmarks/score_normalization.py --cohort DIR [--cache DIR]
-     [--model NAME=FILE ...] [--top-k 30] [--out FILE]
+     [--model NAME=FILE ...] [--top-k 30] [--jobs 2] [--out FILE]
 
 Every scan of the cohort (``ctface phantom``) goes through the pipeline and each model
 (``evaluate.calibration.cohort_templates``, cached; the template of all 90 views, as
-``benchmarks/site_calibration.py`` makes it). Two scores per pair of scans a, b:
+``benchmarks/site_calibration.py`` makes it; ctface's own templates use 30). Three scores per
+pair of scans a, b:
 
-- ``raw``: the cosine similarity s(a, b) that ctface decides with today;
+- ``raw``: the cosine similarity s(a, b) of the two templates, what ctface's decisions compare;
 - ``as_norm``: 0.5 ((s - m_a) / d_a + (s - m_b) / d_b), where m_x and d_x are the mean and
   standard deviation of scan x's ``--top-k`` highest scores against the cohort's scans of
-  other subjects (the speaker-verification AS-norm of Matejka et al., 2017). A scan that
-  scores high with everybody (a mask makes faces alike) has its scores lowered; one that
-  scores low with everybody (a tube, a cut) raised.
+  other subjects by the true labels (the speaker-verification AS-norm of Matejka et al.,
+  2017). A scan that scores high with everybody (a mask makes faces alike) has its scores
+  lowered; one that scores low with everybody (a tube, a cut) raised;
+- ``as_norm_unlabeled``: the same with every other scan of the cohort in x's set, labels
+  unused: what a probe of unknown identity gets against a gallery, its own mates included.
 
-The impostor sets use the true subjects: in a gallery they would be the filed patient IDs,
-which are mostly right. Measured per score: verification AUC over every pair, the FNMR at the
-FMR 1e-2 and 1e-3 thresholds that the true labels give on this cohort (every pair), and
-cross-scan rank-1 (each subject's first scan is the gallery). Nothing in ctface uses AS-norm
-yet: this is the measurement that decides whether it should. Writes ``--out`` (paths relative
-to the repository or the cohort's name).
+Both normalizations take their statistics from the cohort that is measured (a gallery would
+take them from itself), and ``as_norm``'s labels are the truth where a gallery has its filed
+patient IDs, mostly right: ``as_norm_unlabeled`` is the conservative figure. Measured per
+score: verification AUC over every pair (ties count against), the FNMR at the FMR 1e-2 and
+1e-3 thresholds that the true labels give on this cohort (every pair), and cross-scan rank-1
+(each subject's first scan is the gallery). Nothing in ctface uses AS-norm yet: this is the
+measurement that decides whether it should. Writes ``--out`` (paths relative to the current
+folder, the repository when run from it, or the file's name).
 """
 
 from __future__ import annotations
@@ -41,11 +46,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "score_normalization.jso
 FMRS = (1e-2, 1e-3)
 
 
-def as_norm(sim: np.ndarray, subject: np.ndarray, top_k: int) -> np.ndarray:
-    """AS-norm of a (N, N) score matrix, each scan's impostor cohort = other subjects' scans."""
+def as_norm(sim: np.ndarray, subject: np.ndarray, top_k: int, labeled: bool) -> np.ndarray:
+    """AS-norm of a (N, N) score matrix; each scan's cohort: the other subjects' scans
+    (``labeled``), or every other scan."""
     stats = []
     for a in range(len(subject)):
-        top = np.sort(sim[a, subject != subject[a]])[::-1][:top_k]
+        others = subject != subject[a] if labeled else np.arange(len(subject)) != a
+        top = np.sort(sim[a, others])[::-1][:top_k]
         stats.append((top.mean(), max(float(top.std()), 1e-6)))
     m, d = (np.array(x) for x in zip(*stats, strict=True))
     return 0.5 * ((sim - m[:, None]) / d[:, None] + (sim - m[None, :]) / d[None, :])
@@ -97,14 +104,15 @@ def main() -> None:
         res["models"][name] = {
             "weights": portable_path(Path(weights)) if weights else "shipped",
             "raw": measured(sim, t.subjects),
-            "as_norm": measured(as_norm(sim, t.subjects, args.top_k), t.subjects),
+            "as_norm": measured(as_norm(sim, t.subjects, args.top_k, True), t.subjects),
+            "as_norm_unlabeled": measured(as_norm(sim, t.subjects, args.top_k, False), t.subjects),
         }
         res["scans"], res["failures_to_acquire"] = len(t.subjects), len(t.failures)
-        for rule in ("raw", "as_norm"):
+        for rule in ("raw", "as_norm", "as_norm_unlabeled"):
             r = res["models"][name][rule]
             a = r["fmr=0.001"]
             print(
-                f"{name:>12} {rule:>8}  rank-1 {r['hits']}/{r['probes']}  AUC {r['auc']:.5f}  "
+                f"{name:>12} {rule:>17}  rank-1 {r['hits']}/{r['probes']}  AUC {r['auc']:.5f}  "
                 f"FNMR@FMR1e-3 {a['fnmr']:.3f} ({a['false_non_matches']}/{a['genuine_pairs']})"
             )
     write_text_atomic(args.out, json.dumps(res, indent=1) + "\n")
