@@ -21,7 +21,7 @@ pair of scans a, b:
 Both normalizations take their statistics from the cohort that is measured (a gallery would
 take them from itself), and ``as_norm``'s labels are the truth where a gallery has its filed
 patient IDs, mostly right: ``as_norm_unlabeled`` is the conservative figure. Measured per
-score: verification AUC over every pair (ties count against), the FNMR at the FMR 1e-2 and
+score: verification AUC over every pair (ties count half), the FNMR at the FMR 1e-2 and
 1e-3 thresholds that the true labels give on this cohort (every pair), and cross-scan rank-1
 (each subject's first scan is the gallery). Nothing in ctface uses AS-norm yet: this is the
 measurement that decides whether it should. Writes ``--out`` (paths relative to the current
@@ -39,8 +39,9 @@ import numpy as np
 
 from ctface.embed.embedder import cached_model
 from ctface.evaluate.calibration import cohort_templates
+from ctface.evaluate.metrics import fnmr_at_fmr, roc_auc
 from ctface.files import portable_path, write_text_atomic
-from ctface.gallery.scores import clopper_pearson, rate_at, threshold_at_rate
+from ctface.gallery.scores import clopper_pearson
 
 RESULTS = Path(__file__).resolve().parent / "results" / "score_normalization.json"
 FMRS = (1e-2, 1e-3)
@@ -71,18 +72,21 @@ def measured(sim: np.ndarray, subject: np.ndarray) -> dict[str, Any]:
     """AUC, FNMR at the true-label FMR thresholds (with counts and CI), rank-1."""
     i, j = np.triu_indices(len(subject), k=1)
     same = subject[i] == subject[j]
-    gen, imp = np.sort(sim[i, j][same]), np.sort(sim[i, j][~same])
-    auc = float(np.searchsorted(imp, gen, side="left").sum() / (len(gen) * len(imp)))
+    gen, imp = sim[i, j][same], sim[i, j][~same]
     hits, probes = rank1(sim, subject)
-    out: dict[str, Any] = {"auc": round(auc, 6), "rank1": round(hits / probes, 4),
+    out: dict[str, Any] = {"auc": round(roc_auc(gen, imp), 6), "rank1": round(hits / probes, 4),
                            "hits": hits, "probes": probes}  # fmt: skip
     for f in FMRS:
-        t = threshold_at_rate(imp, f)
-        misses = int(round(rate_at(gen, t, above=False) * len(gen)))
-        out[f"fmr={f:g}"] = {"threshold": round(t, 4), "fnmr": round(misses / len(gen), 4),
-                             "false_non_matches": misses, "genuine_pairs": len(gen),
-                             "fnmr_ci95": [round(x, 4) for x in clopper_pearson(misses, len(gen))],
-                             "impostor_pairs": len(imp)}  # fmt: skip
+        at = fnmr_at_fmr(gen, imp, f)
+        misses = int(round(at.error * len(gen)))
+        out[f"fmr={f:g}"] = {
+            "threshold": round(at.threshold, 4),
+            "fnmr": round(misses / len(gen), 4),
+            "false_non_matches": misses,
+            "genuine_pairs": len(gen),
+            "fnmr_ci95": [round(x, 4) for x in clopper_pearson(misses, len(gen))],
+            "impostor_pairs": len(imp),
+        }
     return out
 
 
