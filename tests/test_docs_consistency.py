@@ -1075,6 +1075,24 @@ FIGURES: list[Figure] = [
             "recognition_heldout1717_devices2_candidate.json",
         ),
     ),
+    *[
+        (
+            README,
+            f"| {row}, 181 people" + " | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
+            lambda c=cohort: _row1717(
+                "devices-candidate-3",
+                f"site_calibration_heldout{c}_devices3_candidate.json",
+                f"recognition_heldout{c}_devices3_candidate.json",
+            ),
+        )
+        for row, cohort in (("1616 (development)", ""), ("1717 (second look)", "1717"))
+    ],
+    (
+        README,
+        "it finds {} of {} probes (rank-1 {}) against the shipped model's {} ({}), "
+        "AUC {} against {}",
+        lambda: _blind_candidate3(),
+    ),
     (
         README,
         "| 1616, shipped" + AS_NORM_CELLS,
@@ -2419,6 +2437,15 @@ def _as_norm_row(cohort: str, model: str) -> list[str]:
         out += [str(r["hits"]), str(r["probes"]), pct(at["fnmr"]),
                 str(at["false_non_matches"]), str(at["genuine_pairs"])]  # fmt: skip
     return out
+
+
+def _blind_candidate3() -> list[str]:
+    """The README's blind-cohort sentence on devices candidate 3: hits, searches, rank-1 and
+    AUC, beside the shipped model's in the same run."""
+    m = get("recognition_blind_devices3_candidate.json", "models")
+    c, s = m["devices-candidate-3"]["median"], m["shipped"]["median"]
+    return [str(c["hits"]), str(c["n_probes"] + c["n_failed_probes"]), f3(c["rank1"]),
+            str(s["hits"]), f3(s["rank1"]), f"{c['auc']:.5f}", f"{s['auc']:.5f}"]  # fmt: skip
 
 
 def _card1717() -> list[str]:
