@@ -47,7 +47,7 @@ def result(name: str) -> Any:
     return json.loads((RESULTS / name).read_text())
 
 
-# rank-1 and FNMR, raw and both AS-norms: the README's score-normalization table
+# rank-1 and FNMR, raw and three AS-norms: the README's score-normalization table
 AS_NORM_CELLS = " | {}/{} | {} % ({}/{})" * 4 + " |"
 
 
