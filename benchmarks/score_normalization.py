@@ -6,7 +6,7 @@ Run: .venv/bin/python benchmarks/score_normalization.py --cohort DIR [--cache DI
 
 Every scan of the cohort (``ctface phantom``) goes through the pipeline and each model
 (``evaluate.calibration.cohort_templates``, cached; the template of all 90 views, as
-``benchmarks/site_calibration.py`` makes it; ctface's own templates use 30). Three scores per
+``benchmarks/site_calibration.py`` makes it; ctface's own templates use 30). Four scores per
 pair of scans a, b:
 
 - ``raw``: the cosine similarity s(a, b) of the two templates, what ctface's decisions compare;
@@ -54,14 +54,19 @@ FMRS = (1e-2, 1e-3)
 RULES = ("raw", "as_norm", "as_norm_unlabeled", "as_norm_held_out")
 
 
+def top_stats(scores: np.ndarray, top_k: int) -> tuple[float, float]:
+    """Mean and spread (standard deviation, at least 1e-6) of the ``top_k`` highest scores."""
+    top = np.sort(scores)[::-1][:top_k]
+    return float(top.mean()), max(float(top.std()), 1e-6)
+
+
 def as_norm(sim: np.ndarray, subject: np.ndarray, top_k: int, labeled: bool) -> np.ndarray:
     """AS-norm of a (N, N) score matrix; each scan's cohort: the other subjects' scans
     (``labeled``), or every other scan."""
     stats = []
     for a in range(len(subject)):
         others = subject != subject[a] if labeled else np.arange(len(subject)) != a
-        top = np.sort(sim[a, others])[::-1][:top_k]
-        stats.append((top.mean(), max(float(top.std()), 1e-6)))
+        stats.append(top_stats(sim[a, others], top_k))
     m, d = (np.array(x) for x in zip(*stats, strict=True))
     return 0.5 * ((sim - m[:, None]) / d[:, None] + (sim - m[None, :]) / d[None, :])
 
@@ -74,8 +79,7 @@ def as_norm_held_out(sim: np.ndarray, subject: np.ndarray, top_k: int) -> np.nda
     def stat(x: int, p: int, q: int) -> tuple[float, float]:
         key = (x, min(p, q), max(p, q))
         if key not in stats:
-            top = np.sort(sim[x, (person != p) & (person != q)])[::-1][:top_k]
-            stats[key] = (float(top.mean()), max(float(top.std()), 1e-6))
+            stats[key] = top_stats(sim[x, (person != p) & (person != q)], top_k)
         return stats[key]
 
     out = np.array(sim, np.float64)

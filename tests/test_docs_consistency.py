@@ -1057,35 +1057,22 @@ FIGURES: list[Figure] = [
             "devices-candidate", "site_calibration_heldout1717_devices_candidate.json"
         ),  # fmt: skip
     ),
-    (
-        README,
-        "| held-out 1616 (development) | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
-        lambda: _row1717(
-            "devices-candidate-2",
-            "site_calibration_heldout_devices2_candidate.json",
-            "recognition_heldout_devices2_candidate.json",
-        ),
-    ),
-    (
-        README,
-        "| held-out 1717 (second look) | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
-        lambda: _row1717(
-            "devices-candidate-2",
-            "site_calibration_heldout1717_devices2_candidate.json",
-            "recognition_heldout1717_devices2_candidate.json",
-        ),
-    ),
     *[
         (
             README,
-            f"| {row}, 181 people" + " | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
-            lambda c=cohort: _row1717(
-                "devices-candidate-3",
-                f"site_calibration_heldout{c}_devices3_candidate.json",
-                f"recognition_heldout{c}_devices3_candidate.json",
+            row + " | {} ({}/{}; {}–{}) | {} | {} % ({}/{}) | {} ({}/{}) |",
+            lambda m=model, c=cohort, n=n: _row1717(
+                m,
+                f"site_calibration_heldout{c}_devices{n}_candidate.json",
+                f"recognition_heldout{c}_devices{n}_candidate.json",
             ),
         )
-        for row, cohort in (("1616 (development)", ""), ("1717 (second look)", "1717"))
+        for row, model, cohort, n in (
+            ("| held-out 1616 (development)", "devices-candidate-2", "", 2),
+            ("| held-out 1717 (second look)", "devices-candidate-2", "1717", 2),
+            ("| 1616 (development), 181 people", "devices-candidate-3", "", 3),
+            ("| 1717 (second look), 181 people", "devices-candidate-3", "1717", 3),
+        )
     ],
     (
         README,
@@ -1093,26 +1080,15 @@ FIGURES: list[Figure] = [
         "AUC {} against {}",
         lambda: _blind_candidate3(),
     ),
-    (
-        README,
-        "| 1616, shipped" + AS_NORM_CELLS,
-        lambda: _as_norm_row("1616", "shipped"),
-    ),
-    (
-        README,
-        "| 1616, devices candidate 2" + AS_NORM_CELLS,
-        lambda: _as_norm_row("1616", "devices-candidate-2"),
-    ),
-    (
-        README,
-        "| 1717, shipped" + AS_NORM_CELLS,
-        lambda: _as_norm_row("1717", "shipped"),
-    ),
-    (
-        README,
-        "| 1717, devices candidate 2" + AS_NORM_CELLS,
-        lambda: _as_norm_row("1717", "devices-candidate-2"),
-    ),
+    *[
+        (
+            README,
+            f"| {cohort}, {label}" + AS_NORM_CELLS,
+            lambda c=cohort, m=model: _as_norm_row(c, m),
+        )  # fmt: skip
+        for cohort in ("1616", "1717")
+        for label, model in (("shipped", "shipped"), ("devices candidate 2", "devices-candidate-2"))
+    ],
     (
         EMBED_CARD,
         "that cohort's failures) score {} / {} and {} / {} there",
