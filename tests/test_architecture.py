@@ -36,6 +36,7 @@ TRAINING = {
     "ctface.embed.losses",
     "ctface.embed.sampling",
     "ctface.embed.segment_train",
+    "ctface.embed.average",
 }
 
 

@@ -1074,6 +1074,19 @@ FIGURES: list[Figure] = [
             ("| 1717 (second look), 181 people", "devices-candidate-3", "1717", 3),
         )
     ],
+    *[
+        (
+            README,
+            row + " | {} | {} | {} % ({}/{})" * 2 + " | {} | {}" * 2 + " |",
+            lambda m=model, f=site: _averaged_row(m, f),
+        )
+        for row, model, site in (
+            ("| shipped", "shipped", ""),
+            ("| candidate 4 (seed 1)", "devices-candidate-4", "_devices4_candidate"),
+            ("| interpolated (shipped + candidate 3)", "interpolated", "_interpolated_candidate"),
+            ("| soup (candidates 3 + 4)", "soup", "_soup_candidate"),
+        )
+    ],
     (
         README,
         "it finds {} of {} probes (rank-1 {}) against the shipped model's {} ({}), "
@@ -2412,6 +2425,25 @@ def _as_norm_row(cohort: str, model: str) -> list[str]:
         at = r["fmr=0.001"]
         out += [str(r["hits"]), str(r["probes"]), pct(at["fnmr"]),
                 str(at["false_non_matches"]), str(at["genuine_pairs"])]  # fmt: skip
+    return out
+
+
+def _averaged_row(model: str, site: str) -> list[str]:
+    """A row of the README's weight-averaging table: rank-1, AUC and FNMR at the site-calibrated
+    FMR-1e-3 threshold on cohorts 1616 and 1717, rank-1 and AUC on blind 4444 and check 1818
+    (one run per cohort for the four models)."""
+    out = []
+    for cohort in ("", "1717", "blind", "check1818"):
+        name = f"heldout{cohort}" if cohort in ("", "1717") else cohort
+        r = get(f"recognition_{name}_averaged_candidates.json", "models", model, "median")
+        out += [f3(r["rank1"]), f5(r["auc"])]
+        if name.startswith("heldout"):
+            file = f"site_calibration_heldout{cohort}{site}.json"
+            fnmr, gen = (
+                get(file, "rates", 0, "0.001", "site", "true_fnmr_median"),
+                get(file, "genuine_pairs"),
+            )
+            out += [pct(fnmr), str(round(fnmr * gen)), str(gen)]
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -382,6 +383,56 @@ def test_cli_train_chain_on_tiny_data(tmp_path: Path, cli: Cli) -> None:
         "train", "pretrain", "--faces", str(tmp_path / "empty"), "--out", str(tmp_path / "y.pt")
     )
     assert r.returncode == 4 and "no training examples" in r.stderr
+
+
+def test_average_mixes_the_embedding_weights_and_keeps_the_last_models_rest(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """``ctface train average``: weights 1, 0 give the first network, 0, 1 the last, equal
+    weights their mean (fp16 files); face separation and configuration are the last model's;
+    the inputs are recorded; one model, bad weights, other architectures, missing files: clear
+    errors and no file written."""
+    from ctface.embed.embedder import FaceEmbedder, load_network, save_model
+    from ctface.embed.segment import FaceSegmenter
+
+    torch.manual_seed(0)
+    base = save_model(tmp_path / "base.pt", TINY, ResNetEmbedder(TINY), None, {}, onnx=False)
+    tuned_seg = FaceSegmenter()
+    tuned = save_model(tmp_path / "tuned.pt", TINY, ResNetEmbedder(TINY), tuned_seg, {},
+                       onnx=False)  # fmt: skip
+    (_, wb), (_, wt) = load_network(base), load_network(tuned)
+    assert not torch.equal(wb["head.weight"], wt["head.weight"])
+    for alpha, weights in ((0.0, ["1", "0"]), (0.5, []), (1.0, ["0", "3"])):
+        out = tmp_path / f"mix{alpha}.pt"
+        args = [x for w in weights for x in ("--weight", w)]
+        r = cli("train", "average", "--model", str(base), "--model", str(tuned), *args,
+                "--out", str(out), "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        cfg, wm = load_network(out)
+        assert cfg == TINY
+        assert json.loads(r.stdout)["model_version"] == FaceEmbedder.load(out).version
+        for key, mixed in wm.items():
+            if mixed.is_floating_point():
+                assert torch.equal(mixed, ((1 - alpha) * wb[key] + alpha * wt[key]).half().float())
+        state = torch.load(out, weights_only=False)
+        recorded = state["provenance"]["average"]
+        assert [(e["file"], e["weight"]) for e in recorded] == [
+            ("base.pt", 1 - alpha), ("tuned.pt", alpha)
+        ]  # fmt: skip
+        assert all(torch.equal(state["segmenter"][k], v) for k, v in tuned_seg.state_dict().items())
+    other = dataclasses.replace(TINY, widths=(8, 16, 32, 32))
+    wide = save_model(tmp_path / "o.pt", other, ResNetEmbedder(other), None, {}, onnx=False)
+    for args, code, message in (
+        ([], 4, "at least two models"),
+        (["--model", str(base), "--weight", "1"], 4, "one non-negative number per --model"),
+        (["--model", str(base), "--weight", "-1", "--weight", "2"], 4, "non-negative"),
+        (["--model", str(wide)], 4, "other shapes"),
+        (["--model", str(tmp_path / "none.pt")], 3, "none.pt"),
+    ):
+        r = cli("train", "average", *args, "--model", str(tuned),
+                "--out", str(tmp_path / "bad.pt"))  # fmt: skip
+        assert r.returncode == code and message in r.stderr, r.stderr
+        assert not (tmp_path / "bad.pt").exists()
 
 
 def test_shipped_model_card_and_size() -> None:

@@ -285,6 +285,28 @@ def finetune(
     report({"out": str(out), **info}, json_out, line)
 
 
+@train_app.command("average")
+def average(
+    models: list[Path] = typer.Option(
+        ..., "--model", help="Models to average (repeat; the last: its face separation is kept)."
+    ),
+    weights: list[float] = typer.Option(
+        [], "--weight", help="One per --model (default equal); normalized to sum 1."
+    ),
+    out: Path = typer.Option(Path("embedder.pt"), "--out"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Average models' embedding weights: a fine-tuned model with its start (WiSE-FT), or
+    fine-tunings of one start (a model soup). Writes a complete model (and its ONNX export)."""
+    from ctface.embed.average import average_models
+    from ctface.embed.embedder import FaceEmbedder
+
+    written = average_models(models, weights or None, out)
+    version = FaceEmbedder.load(written).version
+    info = {"out": str(written), "models": [str(m) for m in models], "model_version": version}
+    report(info, json_out, f"wrote {written} (model {version})")
+
+
 @train_app.command("export-onnx")
 def export_onnx(
     weights: list[Path] = typer.Option(
