@@ -1083,10 +1083,17 @@ FIGURES: list[Figure] = [
         for row, model, site in (
             ("| shipped", "shipped", ""),
             ("| candidate 4 (seed 1)", "devices-candidate-4", "_devices4_candidate"),
+            ("| candidate 5 (seed 2)", "devices-candidate-5", "_devices5_candidate"),
             ("| interpolated (shipped + candidate 3)", "interpolated", "_interpolated_candidate"),
             ("| soup (candidates 3 + 4)", "soup", "_soup_candidate"),
+            ("| soup of 3 (candidates 3 + 4 + 5)", "soup-3", "_soup3_candidate"),
         )
     ],
+    (
+        README,
+        "every one of them finds all {} probes, AUC\n{}–{} against the shipped {}",
+        lambda: _default_cohort_averaged(),
+    ),
     (
         README,
         "it finds {} of {} probes (rank-1 {}) against the shipped model's {} ({}), "
@@ -2431,7 +2438,7 @@ def _as_norm_row(cohort: str, model: str) -> list[str]:
 def _averaged_row(model: str, site: str) -> list[str]:
     """A row of the README's weight-averaging table: rank-1, AUC and FNMR at the site-calibrated
     FMR-1e-3 threshold on cohorts 1616 and 1717, rank-1 and AUC on blind 4444 and check 1818
-    (one run per cohort for the four models)."""
+    (one run per cohort for all the models)."""
     out = []
     for cohort in ("", "1717", "blind", "check1818"):
         name = f"heldout{cohort}" if cohort in ("", "1717") else cohort
@@ -2445,6 +2452,16 @@ def _averaged_row(model: str, site: str) -> list[str]:
             )
             out += [pct(fnmr), str(round(fnmr * gen)), str(gen)]
     return out
+
+
+def _default_cohort_averaged() -> list[str]:
+    """The README's default-cohort sentence on the weight-averaging candidates: probes (every
+    model finds all), the candidates' AUC range and the shipped model's AUC."""
+    models = get("recognition_default_cohort_averaged_candidates.json", "models")
+    med = {name: m["median"] for name, m in models.items()}
+    assert all(r["hits"] == r["n_probes"] and not r["n_failed_probes"] for r in med.values())
+    auc = sorted(r["auc"] for name, r in med.items() if name != "shipped")
+    return [str(med["shipped"]["n_probes"]), f5(auc[0]), f5(auc[-1]), f5(med["shipped"]["auc"])]
 
 
 def _blind_candidate3() -> list[str]:
