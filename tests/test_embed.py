@@ -397,9 +397,10 @@ def test_average_mixes_the_embedding_weights_and_keeps_the_last_models_rest(
 
     torch.manual_seed(0)
     base = save_model(tmp_path / "base.pt", TINY, ResNetEmbedder(TINY), None, {}, onnx=False)
-    tuned_seg = FaceSegmenter()
-    tuned = save_model(tmp_path / "tuned.pt", TINY, ResNetEmbedder(TINY), tuned_seg, {},
-                       onnx=False)  # fmt: skip
+    tuned_seg, tuned_net = FaceSegmenter(), ResNetEmbedder(TINY)
+    counters = [k for k in tuned_net.state_dict() if k.endswith("num_batches_tracked")]
+    tuned_net.state_dict()[counters[0]].fill_(7)  # a counter: the last model's, never averaged
+    tuned = save_model(tmp_path / "tuned.pt", TINY, tuned_net, tuned_seg, {}, onnx=False)
     (_, wb), (_, wt) = load_network(base), load_network(tuned)
     assert not torch.equal(wb["head.weight"], wt["head.weight"])
     for alpha, weights in ((0.0, ["1", "0"]), (0.5, []), (1.0, ["0", "3"])):
@@ -412,21 +413,32 @@ def test_average_mixes_the_embedding_weights_and_keeps_the_last_models_rest(
         assert cfg == TINY
         assert json.loads(r.stdout)["model_version"] == FaceEmbedder.load(out).version
         for key, mixed in wm.items():
-            if mixed.is_floating_point():
-                assert torch.equal(mixed, ((1 - alpha) * wb[key] + alpha * wt[key]).half().float())
+            want = wt[key] if key in counters else (1 - alpha) * wb[key] + alpha * wt[key]
+            assert torch.equal(mixed, want.half().float()), key
+        assert wm[counters[0]] == 7
         state = torch.load(out, weights_only=False)
         recorded = state["provenance"]["average"]
         assert [(e["file"], e["weight"]) for e in recorded] == [
             ("base.pt", 1 - alpha), ("tuned.pt", alpha)
         ]  # fmt: skip
         assert all(torch.equal(state["segmenter"][k], v) for k, v in tuned_seg.state_dict().items())
+    # the same inputs give the same bytes under any output name: the same model version
+    r = cli("train", "average", "--model", str(base), "--model", str(tuned),
+            "--out", str(tmp_path / "again" / "other-name.pt"), "--json")  # fmt: skip
+    assert (
+        json.loads(r.stdout)["model_version"] == FaceEmbedder.load(tmp_path / "mix0.5.pt").version
+    )
     other = dataclasses.replace(TINY, widths=(8, 16, 32, 32))
     wide = save_model(tmp_path / "o.pt", other, ResNetEmbedder(other), None, {}, onnx=False)
+    small = dataclasses.replace(TINY, resize=60, input_size=56)  # same weights' shapes
+    crop = save_model(tmp_path / "c.pt", small, ResNetEmbedder(small), None, {}, onnx=False)
     for args, code, message in (
         ([], 4, "at least two models"),
-        (["--model", str(base), "--weight", "1"], 4, "one non-negative number per --model"),
+        (["--model", str(base), "--weight", "1"], 4, "one finite non-negative number per --model"),
         (["--model", str(base), "--weight", "-1", "--weight", "2"], 4, "non-negative"),
-        (["--model", str(wide)], 4, "other shapes"),
+        (["--model", str(base), "--weight", "nan", "--weight", "1"], 4, "finite"),
+        (["--model", str(wide)], 4, "other layouts"),
+        (["--model", str(crop)], 4, "other layouts"),
         (["--model", str(tmp_path / "none.pt")], 3, "none.pt"),
     ):
         r = cli("train", "average", *args, "--model", str(tuned),

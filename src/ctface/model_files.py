@@ -33,9 +33,12 @@ _threads: int | None = None  # set_inference_threads; None: each library's defau
 
 
 def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file. Written through a file object, the archive
+    inside is named "archive" whatever the file's name (``torch.save`` to a path names it after
+    the temporary name), so the same content gives the same bytes: the same model version."""
     torch = import_torch()
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def load_checked(source: Path | io.BytesIO, fmt: str | tuple[str, ...]) -> dict[str, Any]:

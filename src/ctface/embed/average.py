@@ -9,16 +9,19 @@ fine-tuning:
   of the fine-tuning's gain;
 - fine-tunings of one start with other seeds (a "model soup": Wortsman et al., ICML 2022).
 
-The mean is a good network only where the models share an architecture and a start (``ctface
-train finetune --init``): averaging unrelated networks gives noise, which nothing here can
-tell. The face separation, configuration and template rule are the last model's. Issue 16:
-README, "Weight averaging". Torch does the arithmetic; only the file handling is ctface's."""
+The mean is a good network only where the models share a layout (checked) and a start
+(``ctface train finetune --init``; not checked: averaging unrelated networks gives noise). The
+face separation, configuration and template rule are the last model's. Issue 16: README,
+"Weight averaging". Torch does the arithmetic; only the file handling is ctface's."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
+from typing import Any
 
+from ctface.embed.config import EmbedConfig
 from ctface.embed.embedder import FaceEmbedder, load_network, save_model
 from ctface.errors import InvalidInputError
 
@@ -27,18 +30,22 @@ def average_models(models: list[Path], weights: list[float] | None, out: Path) -
     """Write to ``out`` the model whose embedding weights are the ``weights``-weighted mean
     (normalized to sum 1; None: equal) of ``models``' (the last a usable model, the others
     models or pretrained files); the rest is the last model's. InvalidInputError: fewer than
-    two models, weights not matching them or negative, networks of other shapes;
+    two models, weights not one finite non-negative number each, networks of other layouts;
     MissingDataError: a file missing or unreadable."""
     share = _shares(len(models), weights)
     last = FaceEmbedder.load(models[-1], backend="torch")
     net = last.net
     state = net.state_dict()
     shapes = {k: v.shape for k, v in state.items()}
-    mixed = {k: v.clone() if not v.is_floating_point() else 0.0 * v for k, v in state.items()}
+    mixed = {
+        k: v.new_zeros(v.shape) if v.is_floating_point() else v.clone() for k, v in state.items()
+    }
     for path, w in zip(models, share, strict=True):
-        _, net_weights = load_network(Path(path))
-        if {k: v.shape for k, v in net_weights.items()} != shapes:
-            raise InvalidInputError(f"{path} and {models[-1]} are networks of other shapes")
+        cfg, net_weights = load_network(Path(path))
+        if {k: v.shape for k, v in net_weights.items()} != shapes or _layout(cfg) != _layout(
+            last.config
+        ):
+            raise InvalidInputError(f"{path} and {models[-1]} are networks of other layouts")
         for k, v in net_weights.items():  # all float32 here; counters stay the last model's
             if state[k].is_floating_point():
                 mixed[k] += w * v
@@ -56,13 +63,20 @@ def average_models(models: list[Path], weights: list[float] | None, out: Path) -
     return save_model(out, last.config, net, last.segmenter, provenance)
 
 
+def _layout(cfg: EmbedConfig) -> tuple[Any, ...]:
+    """What the network computes, apart from its weights: the configuration's fields that are
+    not about training (the images it sees and the layers)."""
+    return (cfg.block, cfg.layers, cfg.widths, cfg.stem_stride, cfg.resize, cfg.input_size,
+            cfg.embedding_dim)  # fmt: skip
+
+
 def _shares(n: int, weights: list[float] | None) -> list[float]:
     """The weights normalized to sum 1 (None: equal)."""
     if n < 2:
         raise InvalidInputError("averaging needs at least two models (--model, repeated)")
     w = weights or [1.0] * n
-    if len(w) != n or min(w) < 0 or sum(w) <= 0:
+    if len(w) != n or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
         raise InvalidInputError(
-            f"--weight: one non-negative number per --model ({n}), not all 0; got {weights}"
+            f"--weight: one finite non-negative number per --model ({n}), not all 0; got {weights}"
         )
     return [x / sum(w) for x in w]
