@@ -2440,16 +2440,12 @@ def _averaged_row(model: str, site: str) -> list[str]:
     FMR-1e-3 threshold on cohorts 1616 and 1717, rank-1 and AUC on blind 4444 and check 1818
     (one run per cohort for all the models)."""
     out = []
-    for cohort in ("", "1717", "blind", "check1818"):
-        name = f"heldout{cohort}" if cohort in ("", "1717") else cohort
-        r = get(f"recognition_{name}_averaged_candidates.json", "models", model, "median")
+    for cohort in ("heldout", "heldout1717", "blind", "check1818"):
+        r = get(f"recognition_{cohort}_averaged_candidates.json", "models", model, "median")
         out += [f3(r["rank1"]), f5(r["auc"])]
-        if name.startswith("heldout"):
-            file = f"site_calibration_heldout{cohort}{site}.json"
-            fnmr, gen = (
-                get(file, "rates", 0, "0.001", "site", "true_fnmr_median"),
-                get(file, "genuine_pairs"),
-            )
+        if cohort.startswith("heldout"):  # and the site-calibrated FNMR
+            cal = result(f"site_calibration_{cohort}{site}.json")
+            fnmr, gen = cal["rates"][0]["0.001"]["site"]["true_fnmr_median"], cal["genuine_pairs"]
             out += [pct(fnmr), str(round(fnmr * gen)), str(gen)]
     return out
 
@@ -2470,7 +2466,7 @@ def _blind_candidate3() -> list[str]:
     m = get("recognition_blind_devices3_candidate.json", "models")
     c, s = m["devices-candidate-3"]["median"], m["shipped"]["median"]
     return [str(c["hits"]), str(c["n_probes"] + c["n_failed_probes"]), f3(c["rank1"]),
-            str(s["hits"]), f3(s["rank1"]), f"{c['auc']:.5f}", f"{s['auc']:.5f}"]  # fmt: skip
+            str(s["hits"]), f3(s["rank1"]), f5(c["auc"]), f5(s["auc"])]  # fmt: skip
 
 
 def _card1717() -> list[str]:
