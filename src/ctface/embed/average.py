@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any
 
-from ctface.embed.config import EmbedConfig
 from ctface.embed.embedder import FaceEmbedder, load_network, save_model
 from ctface.errors import InvalidInputError
 
@@ -42,9 +40,8 @@ def average_models(models: list[Path], weights: list[float] | None, out: Path) -
     }
     for path, w in zip(models, share, strict=True):
         cfg, net_weights = load_network(Path(path))
-        if {k: v.shape for k, v in net_weights.items()} != shapes or _layout(cfg) != _layout(
-            last.config
-        ):
+        other_shapes = {k: v.shape for k, v in net_weights.items()} != shapes
+        if other_shapes or cfg.layout != last.config.layout:
             raise InvalidInputError(f"{path} and {models[-1]} are networks of other layouts")
         for k, v in net_weights.items():  # all float32 here; counters stay the last model's
             if state[k].is_floating_point():
@@ -61,13 +58,6 @@ def average_models(models: list[Path], weights: list[float] | None, out: Path) -
         ]  # fmt: skip
     }
     return save_model(out, last.config, net, last.segmenter, provenance)
-
-
-def _layout(cfg: EmbedConfig) -> tuple[Any, ...]:
-    """What the network computes, apart from its weights: the configuration's fields that are
-    not about training (the images it sees and the layers)."""
-    return (cfg.block, cfg.layers, cfg.widths, cfg.stem_stride, cfg.resize, cfg.input_size,
-            cfg.embedding_dim)  # fmt: skip
 
 
 def _shares(n: int, weights: list[float] | None) -> list[float]:

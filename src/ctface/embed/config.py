@@ -34,6 +34,13 @@ class EmbedConfig:
     lr: float = 1e-3
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def layout(self) -> tuple[Any, ...]:
+        """What the network computes, apart from its weights: the fields that are not about
+        training (the images it sees and the layers)."""
+        return (self.block, self.layers, self.widths, self.stem_stride, self.resize,
+                self.input_size, self.embedding_dim)  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["layers"], d["widths"] = list(self.layers), list(self.widths)
