@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--model", action="append", required=True, help="NAME=FILE (repeatable)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/model_lineage.json")
     args = ap.parse_args()
+    if any("=" not in m for m in args.model):
+        ap.error("--model takes NAME=FILE")
     models = dict(m.split("=", 1) for m in args.model)
     out = {
         "date": time.strftime("%Y-%m-%d"),

@@ -965,10 +965,11 @@ FIGURES: list[Figure] = [
     ),
     (
         README,
-        "the grids with no loss now reach down to {} views on the blind cohort and {} on cohort "
-        "1818, and the 30 views give on the blind cohort {} false non-matches of {} genuine pairs "
-        "at the shipped threshold against {} with 90 views, false matches {} against {} of {} "
-        "impostor pairs, AUC {} against {}; on cohort 1818 {} against {} false non-matches, AUC {} "
+        "the grids with no loss include ones as small as {} views on the blind cohort and {} on "
+        "cohort 1818, and the 30 views give on the blind cohort {} false non-matches of {} "
+        "genuine pairs at the shipped threshold against {} with 90 views, false matches {} "
+        "against {} of {} impostor pairs, AUC {} against {}; on cohort 1818 {} against {} false "
+        "non-matches, AUC {} "
         "against {}. The 30 views are kept: smaller grids pass on these two cohorts only. "
         "Rendering and embedding 30 views take {} s against {} s for 90.",
         lambda: _views_claims(),
@@ -1020,9 +1021,9 @@ FIGURES: list[Figure] = [
     ),
     (
         README,
-        "{}named the right patient. The service saves what a process per scan pays each time "
-        "(Python, imports, reading the models) and serves more scans per second at every "
-        "level{}; what is left",
+        "{}named the right patient (release eef0a5fa). The service saves what a process per "
+        "scan pays each time (Python, imports, reading the models) and serves more scans per "
+        "second at every level{}; what is left",
         lambda: _service_claims(),
     ),
     (
@@ -1210,7 +1211,7 @@ FIGURES: list[Figure] = [
         "calibration (link threshold {}, G(link) = {}; `benchmarks/results/reconcile_maths.json`,",
         lambda: [
             claim(
-                get(RECONCILE_MATHS, "maths", "calibration").startswith("shipped"),
+                get(RECONCILE_MATHS, "maths", "link_threshold") == round(_link_threshold(), 4),
                 f3(get(RECONCILE_MATHS, "maths", "link_threshold")),
             ),
             f"{get(RECONCILE_MATHS, 'maths', 'genuine_below_link'):.4f}",
@@ -1539,8 +1540,9 @@ FIGURES: list[Figure] = [
         README,
         "the soup finds {} of {} probes (rank-1 {}, AUC {}) against release eef0a5fa's {} ({}, "
         "{}); its FNMR at the FMR-1e-3 threshold site calibration estimates from the cohort's own "
-        "gallery is {} (10 of",
-        lambda: _heldout1919_claims()[3:11],
+        "gallery is {} ({} of {} genuine pairs; true FMR {}) against {} %, and at the shipped "
+        "threshold {} (observed FMR {}).",
+        lambda: [*_heldout1919_claims()[3:11], *_heldout1919_counts()],
     ),
     (
         README,
@@ -2657,7 +2659,9 @@ def _at_shipped(file: str, name: str = "shipped") -> str:
     shipped with the model when ``file`` was scored."""
     t = get(file, "models", name, "calibrated_thresholds", "fmr=0.001")
     fnmr, fmr = t["fnmr"], t["fmr"]
-    return f"{pct(fnmr['rate'])} % ({fnmr['count']}/{fnmr['of']}; FMR {sci(fmr['rate'])})"
+    return (
+        f"{pct(fnmr['rate'])} % ({fnmr['count']}/{fnmr['of']}; FMR {sci(fmr['count'] / fmr['of'])})"
+    )
 
 
 def _site_fnmr(site_file: str | None, fmr: bool = False) -> str:
@@ -2667,7 +2671,14 @@ def _site_fnmr(site_file: str | None, fmr: bool = False) -> str:
     site = get(site_file, "rates", 0, "0.001", "site")
     g = get(site_file, "genuine_pairs")
     out = f"{pct(site['true_fnmr_median'])} % ({round(site['true_fnmr_median'] * g)}/{g}"
-    return out + (f"; FMR {sci(site['true_fmr_median'])})" if fmr else ")")
+    return out + (f"; FMR {sci(_site_fmr(site_file))})" if fmr else ")")
+
+
+def _site_fmr(site_file: str) -> float:
+    """The true FMR at the site-calibrated FMR-1e-3 threshold (no misfiling), from its pair
+    count (the file stores the rate rounded to 5 decimals)."""
+    n = get(site_file, "impostor_pairs")
+    return round(get(site_file, "rates", 0, "0.001", "site", "true_fmr_median") * n) / n
 
 
 def _shipped_row(cohort: str, site: str | None, old: str | None, old_site: str | None) -> list[str]:
@@ -2722,3 +2733,36 @@ def _site1919() -> list[str]:
     high = max(rates[r]["threshold_max"] for r in (0.02, 0.05))
     return [f4(rates[0.0]["threshold_median"]), f4(low), f4(high),
             f4(get(file, "true_labels", "0.001", "threshold"))]  # fmt: skip
+
+
+def _link_threshold() -> float:
+    """Reconcile's link threshold from the shipped calibration (as ``reconcile.py`` computes it)."""
+    import ctface.gallery.reconcile as rc
+    from ctface.gallery.scores import ImpostorTail
+
+    return float(ImpostorTail.fit(calibration().impostor).threshold(rc.LINK_RATE))
+
+
+def _heldout1919_counts() -> list[str]:
+    """Cohort 1919: the shipped model's false non-matches and pairs and the true FMR at its
+    site-calibrated threshold, release eef0a5fa's FNMR there, and the FNMR and observed FMR at
+    the shipped threshold."""
+    site = "site_calibration_heldout1919_shipped_soup3.json"
+    g = get(site, "genuine_pairs")
+    at = get("recognition_heldout1919_shipped_soup3.json", "models", "shipped",
+             "calibrated_thresholds", "fmr=0.001")  # fmt: skip
+    old = get("site_calibration_heldout1919_release_eef0a5fa.json", "rates", 0, "0.001", "site")
+    return [str(round(get(site, "rates", 0, "0.001", "site", "true_fnmr_median") * g)), str(g),
+            sci(_site_fmr(site)), pct(old["true_fnmr_median"]), pct(at["fnmr"]["rate"]) + " %",
+            sci(at["fmr"]["count"] / at["fmr"]["of"])]  # fmt: skip
+
+
+def test_model_lineage_describes_the_shipped_file() -> None:
+    """The lineage record names the shipped file by its hash, and the soup's inputs by theirs."""
+    import hashlib
+
+    lineage_file = get("model_lineage.json", "models")
+    sha = hashlib.sha256((ROOT / EMBEDDER).read_bytes()).hexdigest()
+    assert lineage_file["shipped"]["sha256"] == sha
+    inputs = [a["sha256"] for a in lineage("shipped")["average"]]
+    assert inputs == [lineage_file[f"candidate-{i}"]["sha256"] for i in (3, 4, 5)]

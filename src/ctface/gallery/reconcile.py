@@ -14,7 +14,7 @@ Three steps, each a test with its own threshold and its own expected number of f
    listed and none is called the odd one. A genuine scan is isolated when it is a bad scan
    (tube, mask, motion): about G(link)/2 per scan, with G the genuine scores' share below
    ``link`` (half a pair added: never 0), so false splits ~ sum over IDs with 2+ scans of
-   k * G(link) / 2: with the shipped calibration (1.5 of 113) 66 at 10^4 scans, 660 at 10^5.
+   k * G(link) / 2: with the shipped calibration (0.5 of 113) 22 at 10^4 scans, 221 at 10^5.
    Where that exceeds ``MAX_FALSE_UNMATCHED`` only the splits whose odd scans match another
    patient (step 3) are listed -- their false ones are counted with the matches -- and the
    others are counted (``all_splits`` lists them; a site calibration with many genuine pairs
