@@ -16,7 +16,6 @@ Results: ``benchmarks/results/model_lineage.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from ctface.files import portable_path, write_text_atomic
+from ctface.model_files import sha256
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,12 +40,11 @@ def _portable(value: Any) -> Any:
 
 
 def describe(path: Path) -> dict[str, Any]:
-    data = path.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256(path)
     stored = torch.load(path, map_location="cpu", weights_only=False)
     return {
         "file": portable_path(path),
-        "bytes": len(data),
+        "bytes": path.stat().st_size,
         "sha256": sha,
         "model_version": sha[:16],
         "format": stored.get("format"),

@@ -2546,13 +2546,26 @@ def _heldout_row(name: str, short: bool = False) -> list[str]:
     return [*head, f4(r["auc"]), str(len(get(name, "failures_to_acquire"))), *tail]
 
 
+def _site_point(site_file: str) -> dict[str, Any]:
+    """The FMR-1e-3 point site calibration estimates from a cohort's own, correctly filed
+    gallery (misfiling rate 0): its threshold and the true FMR and FNMR there."""
+    out: dict[str, Any] = get(site_file, "rates", 0, "0.001", "site")
+    return out
+
+
+def _site_count(site_file: str, side: str) -> tuple[int, int]:
+    """The pairs behind ``_site_point``'s true ``side`` ("fnmr" or "fmr") rate, and of how many
+    (the file stores the rate rounded to 5 decimals)."""
+    pairs = get(site_file, "genuine_pairs" if side == "fnmr" else "impostor_pairs")
+    return round(_site_point(site_file)[f"true_{side}_median"] * pairs), pairs
+
+
 def _site_heldout(name: str) -> list[str]:
     """The true FMR and FNMR at the FMR-1e-3 threshold the site calibration estimates from the
     held-out cohort's own, correctly filed gallery (misfiling rate 0)."""
-    site = get(name, "rates", 0, "0.001", "site")
-    pairs = get(name, "impostor_pairs")
-    return [sci(site["true_fmr_median"]), str(round(site["true_fmr_median"] * pairs)),
-            thousands(pairs), pct(site["true_fnmr_median"])]  # fmt: skip
+    site, (fm, pairs) = _site_point(name), _site_count(name, "fmr")
+    return [sci(site["true_fmr_median"]), str(fm), thousands(pairs),
+            pct(site["true_fnmr_median"])]  # fmt: skip
 
 
 def _cohort1717() -> list[str]:
@@ -2568,13 +2581,12 @@ def _row1717(
     """A row of the README's second held-out table: rank-1 (hits, searches, CI), AUC, and the
     true FNMR and FMR at the FMR-1e-3 threshold site calibration estimates (no misfiling)."""
     r = get(recognition, "models", model, "median")
-    site = get(site_file, "rates", 0, "0.001", "site")
-    gen, imp = get(site_file, "genuine_pairs"), get(site_file, "impostor_pairs")
+    site = _site_point(site_file)
+    (fnm, gen), (fm, imp) = _site_count(site_file, "fnmr"), _site_count(site_file, "fmr")
     return [f3(r["rank1"]), str(r["hits"]), str(r["n_probes"] + r["n_failed_probes"]),
             f3(r["rank1_ci95"][0]), f3(r["rank1_ci95"][1]), f4(r["auc"]),
-            pct(site["true_fnmr_median"]), str(round(site["true_fnmr_median"] * gen)), str(gen),
-            sci(site["true_fmr_median"]), str(round(site["true_fmr_median"] * imp)),
-            thousands(imp)]  # fmt: skip
+            pct(site["true_fnmr_median"]), str(fnm), str(gen), sci(site["true_fmr_median"]),
+            str(fm), thousands(imp)]  # fmt: skip
 
 
 def _as_norm_row(cohort: str, model: str) -> list[str]:
@@ -2639,7 +2651,7 @@ def _candidate_row(model: str, site_file: str, counts: bool = False) -> list[str
     held = get("recognition_heldout.json", "models", model, "median")
     blind = get("recognition_blind_robust_candidate.json", "models", model, "median")
     check = get("recognition_check1818_robust_candidate.json", "models", model, "median")
-    site = get(site_file, "rates", 0, "0.001", "site")
+    site = _site_point(site_file)
     r1 = [f3(held["rank1"])] + ([str(held["hits"]), str(held["n_probes"])] if counts else [])
     auc = f4(held["auc"])
     return [
@@ -2668,17 +2680,16 @@ def _site_fnmr(site_file: str | None, fmr: bool = False) -> str:
     """True FNMR (count/pairs) at the site-calibrated FMR-1e-3 threshold, no misfiling."""
     if site_file is None:
         return "–"
-    site = get(site_file, "rates", 0, "0.001", "site")
-    g = get(site_file, "genuine_pairs")
-    out = f"{pct(site['true_fnmr_median'])} % ({round(site['true_fnmr_median'] * g)}/{g}"
+    fnm, g = _site_count(site_file, "fnmr")
+    out = f"{pct(_site_point(site_file)['true_fnmr_median'])} % ({fnm}/{g}"
     return out + (f"; FMR {sci(_site_fmr(site_file))})" if fmr else ")")
 
 
 def _site_fmr(site_file: str) -> float:
     """The true FMR at the site-calibrated FMR-1e-3 threshold (no misfiling), from its pair
-    count (the file stores the rate rounded to 5 decimals)."""
-    n = get(site_file, "impostor_pairs")
-    return round(get(site_file, "rates", 0, "0.001", "site", "true_fmr_median") * n) / n
+    count."""
+    fm, n = _site_count(site_file, "fmr")
+    return fm / n
 
 
 def _shipped_row(cohort: str, site: str | None, old: str | None, old_site: str | None) -> list[str]:
@@ -2716,7 +2727,7 @@ def _heldout1919_claims() -> list[str]:
     assert get(file, "fta_rate", "count") == 0
     holds = m["rank1"] >= o["rank1"] and m["auc"] >= o["auc"]
     site = "site_calibration_heldout1919_{}.json"
-    fnmr = [get(site.format(k), "rates", 0, "0.001", "site", "true_fnmr_median")
+    fnmr = [_site_point(site.format(k))["true_fnmr_median"]
             for k in ("shipped_soup3", "release_eef0a5fa")]  # fmt: skip
     return [str(get(file, "subjects")), str(get(file, "scans")), str(m["n_probes"]),
             str(m["hits"]), str(m["n_probes"]), f3(m["rank1"]), f5(m["auc"]), str(o["hits"]),
@@ -2748,13 +2759,12 @@ def _heldout1919_counts() -> list[str]:
     site-calibrated threshold, release eef0a5fa's FNMR there, and the FNMR and observed FMR at
     the shipped threshold."""
     site = "site_calibration_heldout1919_shipped_soup3.json"
-    g = get(site, "genuine_pairs")
+    fnm, g = _site_count(site, "fnmr")
     at = get("recognition_heldout1919_shipped_soup3.json", "models", "shipped",
              "calibrated_thresholds", "fmr=0.001")  # fmt: skip
-    old = get("site_calibration_heldout1919_release_eef0a5fa.json", "rates", 0, "0.001", "site")
-    return [str(round(get(site, "rates", 0, "0.001", "site", "true_fnmr_median") * g)), str(g),
-            sci(_site_fmr(site)), pct(old["true_fnmr_median"]), pct(at["fnmr"]["rate"]) + " %",
-            sci(at["fmr"]["count"] / at["fmr"]["of"])]  # fmt: skip
+    old = _site_point("site_calibration_heldout1919_release_eef0a5fa.json")
+    return [str(fnm), str(g), sci(_site_fmr(site)), pct(old["true_fnmr_median"]),
+            pct(at["fnmr"]["rate"]) + " %", sci(at["fmr"]["count"] / at["fmr"]["of"])]  # fmt: skip
 
 
 def test_model_lineage_describes_the_shipped_file() -> None:

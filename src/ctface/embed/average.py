@@ -16,12 +16,12 @@ face separation, configuration and template rule are the last model's. Issue 16:
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
 from ctface.embed.embedder import FaceEmbedder, load_network, save_model
 from ctface.errors import InvalidInputError
+from ctface.model_files import sha256
 
 
 def average_models(models: list[Path], weights: list[float] | None, out: Path) -> Path:
@@ -51,7 +51,7 @@ def average_models(models: list[Path], weights: list[float] | None, out: Path) -
         "average": [
             {
                 "file": Path(p).name,
-                "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(),
+                "sha256": sha256(Path(p)),
                 "weight": w,
             }
             for p, w in zip(models, share, strict=True)
