@@ -381,6 +381,31 @@ def test_fit_point_past_the_edge_is_missing(monkeypatch: pytest.MonkeyPatch) -> 
     assert res["left_mouth"].reason == "not found: no clear left mouth (peak 0.15)"
 
 
+def test_unanatomical_ct_fan_point_gives_way_to_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cohort 1919's S0017_01 in miniature: CT-FAN's nose tip on an endotracheal tube (peak
+    0.42, above ``WEAK_PEAK``), 82 mm from the right eye, the fit agreeing on the four others
+    -> the fit's nose tip, and why. A mouth corner 10 mm off the fit's at anatomical distances
+    stays CT-FAN's; so does a nose tip where the fit's would be no more anatomical."""
+    face, volume = FACE.astype(float), _slab(-60.0)
+    ct_fan, fit = face.copy(), face + 0.5
+    ct_fan[2] = [0.0, -125.0, -30.0]  # on the tube, in front of and below the nose
+    ct_fan[3, 2] -= 10.0  # a mouth corner 10 mm lower: still anatomical
+    peaks = np.array([0.6, 0.6, 0.42, 0.45, 0.6])
+    _stub_methods(monkeypatch, ct_fan, peaks, fit)
+    res = detect_landmarks(volume)
+    assert res.details["implausible_ct_fan"] == {
+        "nose_tip": "right eye to nose tip 82 mm (anatomical 40-75 mm)"
+    }
+    assert np.array_equal(res["nose_tip"].lps, fit[2]) and res.frame().origin[2] == 0.5
+    assert np.array_equal(res["right_mouth"].lps, ct_fan[3])  # disagrees, but anatomical
+    assert np.allclose(res["left_mouth"].lps, face[4] + 0.25)  # agrees: the mean
+    fit[2] = [0.0, -100.0, -60.0]  # the fit's nose 60 mm below the eyes' level: no better
+    _stub_methods(monkeypatch, ct_fan, peaks, fit)
+    res = detect_landmarks(volume)
+    assert "implausible_ct_fan" not in res.details
+    assert np.array_equal(res["nose_tip"].lps, ct_fan[2])
+
+
 def test_no_face_and_missing_weights(tmp_path: Path) -> None:
     air = CtVolume(np.full((60, 80, 80), -1000, np.int16), np.diag([2.0, 2.0, 2.0, 1.0]))
     with pytest.raises(NoFaceError):
