@@ -1209,6 +1209,16 @@ FIGURES: list[Figure] = [
     ),  # fmt: skip
     (
         README,
+        "benchmarks/results/factor_shifts_issue16_shipped_soup3.json`; re-acquisition median {}; "
+        "its threshold {}): the ET tubes lose most of their effect (with connector {}, {} of 6 "
+        "under the threshold; the held-out one with hose {}, {} of 6), while glasses stay the "
+        "worst factor ({}, {} of 6 under), then the open-face mask {} ({} of 6), the thick mask "
+        "{} ({} of 6), the held-out bite block {} and the held-out mask {}; hair is {} in median "
+        "but {} at worst ({} of 6).",
+        lambda: _shifts_soup3(),
+    ),
+    (
+        README,
         "Visible Human {} of {} acquired and matched (genuine ≥ {};",
         lambda: _reacquired("visible_human"),
     ),
@@ -1544,6 +1554,23 @@ FIGURES: list[Figure] = [
         "probes (rank-1 {}, AUC {}) against release eef0a5fa's {} ({}, {}), and its FNMR at the "
         "site-calibrated FMR-1e-3 threshold is {} against {} %: the rule holds, so it ships.",
         lambda: _heldout1919_claims(),
+    ),
+    (
+        README,
+        "On the {} scans of the held-out, blind, check and default cohorts (1616, 1717, 1919, "
+        "4444, 1818, 6161; {} read through: 4444's {} is refused as always, and 6161's {} file is "
+        "damaged on the machine that ran it) the rule changes {} landmarks: that one and a mouth "
+        "corner of blind 4444 ({} → {} mm;",
+        lambda: _landmark_rule_pass(),
+    ),
+    (
+        README,
+        "(cohort 1919) it reached rank-1 {} and AUC {}, and {} and {} after a landmark fix",
+        lambda: [
+            f(scores(f"recognition_heldout1919_{k}.json")[m])
+            for k in ("shipped_soup3", "landmark_rule")
+            for m, f in (("rank1", f3), ("auc", f3 if k == "shipped_soup3" else f4))
+        ],
     ),
     (
         README,
@@ -2050,6 +2077,28 @@ FIGURES: list[Figure] = [
         lambda: [*_failure_list("ct-fan"), *_failure_list("auto")],
     ),
     (
+        README,
+        "over the {} landmarks it reports now {} / {} mm / {} %)",
+        lambda: [
+            str(get("landmarks.json", "methods", "surface-fit", "errors_found", "all", "n")),
+            *(
+                f2(get("landmarks.json", "methods", "surface-fit", "errors_found", "all", k))
+                for k in ("mean_mm", "p95_mm")
+            ),
+            f2(
+                100
+                * get(
+                    "landmarks.json",
+                    "methods",
+                    "surface-fit",
+                    "errors_found",
+                    "all",
+                    "failure_rate",
+                )
+            ),
+        ],
+    ),  # fmt: skip
+    (
         LANDMARK_CARD,
         "with the fit alone {} and {} refused (",
         lambda: _failure_list("surface-fit")[:2],
@@ -2388,8 +2437,6 @@ def _failure_list(method: str) -> list[str]:
     corners (scan and error each), auto's nose tips, the fit's mouth corners (count, range)."""
     fails = landmark_failures(method)
     refused = sorted({s for s, _, e in fails if e == float("inf")})  # every landmark missed
-    missed = get("landmarks.json", "methods", method, "missed")
-    assert missed == len(refused) * len(LANDMARKS), f"{method}: a landmark missed alone"
     fails = [f for f in fails if f[0] not in refused]
     noses = [(s, f1(e)) for s, w, e in fails if w == "nose_tip"]
     mouths = [(s, f1(e)) for s, w, e in fails if w.endswith("mouth")]
@@ -2564,6 +2611,37 @@ def test_model_cards_give_the_shipped_weights_hashes(card: str) -> None:
 
 def _shift16(factor: str) -> dict[str, Any]:
     return get("factor_shifts_issue16.json", "summary", factor)
+
+
+def _landmark_rule_pass() -> list[str]:
+    """Where the landmark anatomy rule acts (``landmark_rule.json``): scans, scans read through,
+    the refused ones of 4444 and 6161, landmarks changed, and 4444's CT-FAN / fit errors."""
+    cohorts = {c["cohort"]: c for c in get("landmark_rule.json", "cohorts")}
+    refused = [s for c in cohorts.values() for s in c["refused"]]
+    blind = cohorts["harsh4444"]["changed"][0]["changed"][0]
+    return [str(get("landmark_rule.json", "scans")),
+            str(get("landmark_rule.json", "scans") - len(refused)),
+            *cohorts["harsh4444"]["refused"], *cohorts["calib6161"]["refused"],
+            WORDS[get("landmark_rule.json", "landmarks_changed")],
+            f1(blind["ct_fan_error_mm"]), f1(blind["fit_error_mm"])]  # fmt: skip
+
+
+def _shifts_soup3() -> list[str]:
+    """The factor shifts measured again with the shipped model: re-acquisition median, threshold,
+    then each named factor's median shift and how many of its scans fall under the threshold."""
+    file = "factor_shifts_issue16_shipped_soup3.json"
+    s = get(file, "summary")
+
+    def shift(k: str, under: bool = True) -> list[str]:
+        out = [f4(s[k]["shift"]["median"])]
+        return out + [str(s[k]["below_threshold"])] if under else out
+
+    return [f4(s["reacquisition"]["median"]), f3(s["threshold"]),
+            *shift("et_connector"), *shift("heldout_endotracheal"), *shift("glasses"),
+            *shift("mask_open_face"), *shift("mask_thick"),
+            *shift("heldout_bite_block", False), *shift("heldout_mask", False),
+            *shift("hair", False), f4(s["hair"]["shift"]["min"]),
+            str(s["hair"]["below_threshold"])]  # fmt: skip
 
 
 def _heldout_row(name: str, short: bool = False) -> list[str]:

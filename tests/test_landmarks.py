@@ -397,10 +397,19 @@ def test_unanatomical_ct_fan_point_gives_way_to_the_fit(monkeypatch: pytest.Monk
         "nose_tip": "right eye to nose tip 82 mm (anatomical 40-75 mm)"
     }
     assert np.array_equal(res["nose_tip"].lps, fit[2]) and res.frame().origin[2] == 0.5
+    assert res["nose_tip"].confidence < 0.01  # the two disagree by 40 mm
     assert np.array_equal(res["right_mouth"].lps, ct_fan[3])  # disagrees, but anatomical
     assert np.allclose(res["left_mouth"].lps, face[4] + 0.25)  # agrees: the mean
     fit[2] = [0.0, -100.0, -60.0]  # the fit's nose 60 mm below the eyes' level: no better
     _stub_methods(monkeypatch, ct_fan, peaks, fit)
+    res = detect_landmarks(volume)
+    assert "implausible_ct_fan" not in res.details
+    assert np.array_equal(res["nose_tip"].lps, ct_fan[2])
+    # only distances to landmarks both agree on count: CT-FAN's nose 78 mm from its own right
+    # eye, which the fit puts 30 mm lower, is no reason
+    ct_fan, fit = face.copy(), face + 0.5
+    ct_fan[0, 2], ct_fan[2, 2] = 60.0, -8.0
+    _stub_methods(monkeypatch, ct_fan, np.array([0.6, 0.6, 0.42, 0.6, 0.6]), fit)
     res = detect_landmarks(volume)
     assert "implausible_ct_fan" not in res.details
     assert np.array_equal(res["nose_tip"].lps, ct_fan[2])

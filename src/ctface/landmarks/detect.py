@@ -297,7 +297,7 @@ def implausible_distance(lps: np.ndarray, of: int | None = None) -> str | None:
     others whose position is not NaN."""
     for a, b, shortest, longest in ANATOMY_MM:
         ia, ib = LANDMARKS.index(a), LANDMARKS.index(b)
-        if of is not None and (of not in (ia, ib) or np.isnan(lps[ia ^ ib ^ of]).any()):
+        if of is not None and (of not in (ia, ib) or np.isnan(lps[ib if of == ia else ia]).any()):
             continue
         d = float(np.linalg.norm(lps[ia] - lps[ib]))
         if not shortest <= d <= longest:
