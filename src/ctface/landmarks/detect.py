@@ -449,7 +449,7 @@ def _position(
     fit = e.fit_lps[i]
     dist = float(np.linalg.norm(fit - est))
     if peak < MIN_FINE_PEAK or (dist > AGREE_MM and (peak < WEAK_PEAK or i in implausible)):
-        return fit.copy(), True, dist  # CT-FAN does not see it (there): the model's point
+        return fit.copy(), True, dist  # CT-FAN does not see it (there, or anatomically): the fit's
     if dist <= AGREE_MM:
         return (est + fit) / 2, False, dist  # two independent estimates that agree
     return est.copy(), False, dist
