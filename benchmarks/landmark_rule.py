@@ -8,8 +8,8 @@ with, lying at a distance outside ``ANATOMY_MM`` from the landmarks both agree o
 fit's point does not, is the fit's. Each scan of each cohort's ``manifest.csv`` is read with
 ``load_ct`` as a user's file; where the rule acts (``details["implausible_ct_fan"]``) the JSON
 lists the scan, the landmark, the broken distance, and CT-FAN's and the fit's distance to the
-phantom's true landmark (its sidecar JSON). A scan the pipeline refuses is counted with its
-error type. Writes ``benchmarks/results/landmark_rule.json`` (cohort folder names only).
+phantom's true landmark (the manifest's ``truth`` file). A scan the pipeline refuses is counted
+with its error type. Writes ``benchmarks/results/landmark_rule.json`` (cohort folder names only).
 """
 
 from __future__ import annotations
@@ -43,8 +43,7 @@ def one_scan(cohort: Path, row: dict[str, str]) -> dict[str, Any]:
     found = details.get("implausible_ct_fan", {})
     if not found:
         return {"scan": sid}
-    sidecar = (cohort / row["path"]).parent / f"{sid}.json"
-    truth = json.loads(sidecar.read_text())["landmarks"]
+    truth = json.loads((cohort / row["truth"]).read_text())["landmarks"]
     ct_fan, fit = np.array(details["ct_fan"]["lps"]), np.array(details["surface_fit"]["lps"])
     changed = []
     for name, why in found.items():
