@@ -153,6 +153,9 @@ SHIPPED_ROWS = {
                                            "site_calibration_heldout1919_shipped_soup3.json",
                                            None,
                                            "site_calibration_heldout1919_release_eef0a5fa.json"),
+    "**held-out 2121 (untouched test, with the landmark rule)**": (
+        "recognition_heldout2121.json", "site_calibration_heldout2121.json", None,
+        "site_calibration_heldout2121_release_eef0a5fa.json"),
     "held-out 1919, landmark rule added (seen)": (
         "recognition_heldout1919_landmark_rule.json",
         "site_calibration_heldout1919_landmark_rule.json", None,
@@ -1565,6 +1568,17 @@ FIGURES: list[Figure] = [
     ),
     (
         README,
+        "on a fourth such cohort made afterwards and scored once (2121) rank-1 {} ({} of {} "
+        "searches), AUC {} and {} % false non-matches at the FMR-1e-3 threshold site calibration "
+        "finds (target 3 %)",
+        lambda: [
+            *(_heldout2121()[i] for i in (5, 3, 4)),
+            f4(scores("recognition_heldout2121.json")["auc"]),
+            _heldout2121()[10],
+        ],
+    ),
+    (
+        README,
         "(cohort 1919) it reached rank-1 {} and AUC {}, and {} and {} after a landmark fix",
         lambda: [
             f(scores(f"recognition_heldout1919_{k}.json")[m])
@@ -1598,6 +1612,63 @@ FIGURES: list[Figure] = [
         "Site calibration there estimates {} with no misfiled scans and {}–{} with 2 % or 5 % "
         "misfiled (50 trials each), against {} from the true labels.",
         lambda: _site1919(),
+    ),
+    (
+        README,
+        "Made by the same command with `--seed 2121` ({} people, {} scans, {} probes, no failure "
+        "to acquire)",
+        lambda: _heldout2121()[:3],
+    ),
+    (
+        README,
+        "The shipped model finds {} of {} probes (rank-1 {}; 95 % CI {}–{}), AUC {}; its FNMR at "
+        "the FMR-1e-3 threshold site calibration estimates from the cohort's own gallery ({}, the "
+        "true labels' too) is {} % ({} of {} genuine pairs; true FMR {}), and {} at the shipped "
+        "threshold {} (observed FMR {}); release eef0a5fa finds {} of {}, AUC {}, FNMR {} %.",
+        lambda: _heldout2121()[3:],
+    ),
+    (
+        README,
+        "With 2 % or 5 % of the scans misfiled, site calibration estimates {} and {} (50 trials "
+        "each), the naive same-ID rule {} and {}.",
+        lambda: _site2121_misfiled(),
+    ),
+    (
+        README,
+        "AUC {} meets 0.999; rank-1 {} is one search short of 0.99 ({} of {} were needed); FNMR {} "
+        "against 3 %.",
+        lambda: _targets2121(),
+    ),
+    (
+        README,
+        "jaw open at 0.74 ({}, against an impostor's {}): masks remain the main cause.",
+        lambda: _miss2121(),
+    ),
+    (
+        README,
+        "at the FMR-1e-3 threshold of the true labels {} false non-matches of {} on 1616 and {} of "
+        "{} on 1717, against the shipped model's {} and {}",
+        lambda: [*_true_fnm("souplong"), *_true_fnm("soup3")[::2]],
+    ),
+    (
+        README,
+        "The six fine-tunings averaged together (the shipped soup's three and these three): {} and "
+        "{} (`…_soup6_candidate.json`), {} the shipped model.",
+        lambda: _soup6_claims(),
+    ),
+    (
+        EMBED_CARD,
+        "(`recognition_heldout2121.json`, "
+        "`site_calibration_heldout2121{{,_release_eef0a5fa}}.json`; "
+        'the row "held-out 2121" above): {} of {} probes found, AUC {}, FNMR at the '
+        "site-calibrated threshold {} %.",
+        lambda: [_heldout2121()[i] for i in (3, 4, 8, 10)],
+    ),
+    (
+        EMBED_CARD,
+        "a fourth cohort was made by the same command with `--seed 2121` ({} people, {} scans, {} "
+        "probes, no failure to acquire)",
+        lambda: _heldout2121()[:3],
     ),
     # ------------------------------------------------------------------ embed card: file, model
     (
@@ -2893,6 +2964,71 @@ def _landmark_rule_1919() -> list[str]:
             pct(_site_point(site)["true_fnmr_median"]), str(fnm), str(g), sci(_site_fmr(site)),
             _at_shipped(file).split(" (")[0], str(o["hits"]), str(searches(o)), f5(o["auc"]),
             pct(old["true_fnmr_median"])]  # fmt: skip
+
+
+def _heldout2121() -> list[str]:
+    """Cohort 2121, scored once: people, scans, probes; the shipped model's hits, searches,
+    rank-1 and CI, AUC, site-calibrated threshold (equal to the true labels'), FNMR there (%,
+    count, pairs, true FMR), FNMR and threshold and observed FMR at the shipped threshold;
+    release eef0a5fa's hits, searches, AUC and site-calibrated FNMR."""
+    file, site = "recognition_heldout2121.json", "site_calibration_heldout2121.json"
+    m, o = scores(file), scores(file, "release-eef0a5fa")
+    assert get(file, "fta_rate", "count") == 0 and m["n_failed_probes"] == 0
+    point = _site_point(site)
+    same = f4(point["threshold_median"]) == f4(get(site, "true_labels", "0.001", "threshold"))
+    fnm, g = _site_count(site, "fnmr")
+    at = get(file, "models", "shipped", "calibrated_thresholds", "fmr=0.001")
+    old = _site_point("site_calibration_heldout2121_release_eef0a5fa.json")
+    return [str(get(file, "subjects")), str(get(file, "scans")), str(m["n_probes"]),
+            str(m["hits"]), str(searches(m)), f3(m["rank1"]), f3(m["rank1_ci95"][0]),
+            f3(m["rank1_ci95"][1]), f5(m["auc"]), claim(same, f4(point["threshold_median"])),
+            pct(point["true_fnmr_median"]), str(fnm), str(g), sci(_site_fmr(site)),
+            pct(at["fnmr"]["rate"]) + " %", f3(at["threshold"]),
+            sci(at["fmr"]["count"] / at["fmr"]["of"]), str(o["hits"]), str(searches(o)),
+            f5(o["auc"]), pct(old["true_fnmr_median"])]  # fmt: skip
+
+
+def _site2121_misfiled() -> list[str]:
+    """Cohort 2121: the FMR-1e-3 thresholds site calibration and the naive same-ID rule
+    estimate with 2 % and with 5 % of the scans misfiled (min–max over the trials)."""
+    rates = {r["rate"]: r["0.001"] for r in get("site_calibration_heldout2121.json", "rates")}
+    return [f"{f4(rates[r][k]['threshold_min'])}–{f4(rates[r][k]['threshold_max'])}"
+            for k in ("site", "naive") for r in (0.02, 0.05)]  # fmt: skip
+
+
+def _targets2121() -> list[str]:
+    """Cohort 2121 against issue 16's targets: AUC (met), rank-1 (one search short), FNMR."""
+    m = scores("recognition_heldout2121.json")
+    fnmr = _site_point("site_calibration_heldout2121.json")["true_fnmr_median"]
+    assert fnmr > 0.03
+    return [claim(m["auc"] >= 0.999, f5(m["auc"])),
+            claim(m["rank1"] < 0.99 and m["hits"] == searches(m) - 1, f3(m["rank1"])),
+            str(searches(m)), str(searches(m)), pct(fnmr) + " %"]  # fmt: skip
+
+
+def _miss2121() -> list[str]:
+    """The shipped model's one miss on cohort 2121: its mate's and the impostor's scores."""
+    (miss,) = get("recognition_heldout2121.json", "models", "shipped", "misses")
+    return [f2(miss["mate_score"]), f2(miss["best_other_score"])]
+
+
+def _true_fnm(name: str) -> list[str]:
+    """False non-matches and genuine pairs at the true labels' FMR-1e-3 threshold on 1616 and
+    1717 of ``site_calibration_heldout{,1717}_<name>_candidate.json``."""
+    out = []
+    for cohort in ("heldout", "heldout1717"):
+        file = f"site_calibration_{cohort}_{name}_candidate.json"
+        pairs = get(file, "genuine_pairs")
+        out += [str(round(get(file, "true_labels", "0.001", "true_fnmr") * pairs)), str(pairs)]
+    return out
+
+
+def _soup6_claims() -> list[str]:
+    """The soup of six on 1616 and 1717, and how it compares with the shipped soup of three
+    (one pair fewer in total)."""
+    six, three = _true_fnm("soup6"), _true_fnm("soup3")
+    fewer = int(three[0]) + int(three[2]) - int(six[0]) - int(six[2])
+    return [six[0], six[2], claim(fewer == 1, "one pair fewer than")]
 
 
 def test_model_lineage_describes_the_shipped_file() -> None:
