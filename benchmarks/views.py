@@ -55,6 +55,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -323,16 +324,14 @@ def fmt_row(name: str, n: int, m: dict[str, Any], d: dict[str, Any] | None, sec:
             f" {st['fmr']['count']:3d} {sec:>9}{noise}")  # fmt: skip
 
 
-def _thin_phantom_series() -> Path:
+def _thin_phantom_series(tmp: Path) -> Path:
     """S0001_02 of the identify benchmark's phantom (seed 90: 478 DICOM slices, 0.6 mm),
-    generated into a temporary folder."""
-    import tempfile
-
+    generated into the temporary folder ``tmp``."""
     from identify import phantom_cohort  # benchmarks/identify.py
 
     from ctface.phantom import CohortSpec
 
-    folder = Path(tempfile.mkdtemp(prefix="ctface-views-")) / "c"
+    folder = tmp / "c"
     spec = CohortSpec(subjects=1, scans_min=2, scans_max=2, seed=90, dicom_fraction=1.0)
     rows, _ = phantom_cohort(spec, folder)
     return folder / next(r["path"] for r in rows if r["scan_id"] == "S0001_02")
@@ -414,12 +413,13 @@ def main() -> None:
     t_scored = time.perf_counter()
 
     grids = [f"{p}x{r}" for p, r in GRIDS]
-    timing = timings(
-        args.timing_scan or _thin_phantom_series(),
-        model,
-        {g: subsets[g] for g in grids},
-        args.repeats,
-    )
+    with tempfile.TemporaryDirectory(prefix="ctface-views-") as tmp:  # 0.3 GB of DICOM
+        timing = timings(
+            args.timing_scan or _thin_phantom_series(Path(tmp)),
+            model,
+            {g: subsets[g] for g in grids},
+            args.repeats,
+        )
     t_timed = time.perf_counter()
 
     by_size = sorted(grids, key=lambda g: -rows[g]["views"])
