@@ -15,7 +15,6 @@ with its error type. Writes ``benchmarks/results/landmark_rule.json`` (cohort fo
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ctface.errors import CtfaceError
+from ctface.evaluate.cohort import read_manifest
 from ctface.files import portable_path, write_text_atomic
 from ctface.jobs import map_jobs
 
@@ -55,8 +55,7 @@ def one_scan(cohort: Path, row: dict[str, str]) -> dict[str, Any]:
 
 
 def one_cohort(cohort: Path, jobs: int) -> dict[str, Any]:
-    with open(cohort / "manifest.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_manifest(cohort)
     results = map_jobs(one_scan, [(cohort, r) for r in rows], jobs)
     refused = [r for r in results if "refused" in r]
     changed = [r for r in results if r.get("changed")]

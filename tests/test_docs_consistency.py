@@ -2947,14 +2947,19 @@ def _heldout1919_claims() -> list[str]:
             pct(fnmr[1])]  # fmt: skip
 
 
+def _misfiled_thresholds(file: str, kind: str, rates: Sequence[float]) -> tuple[float, float]:
+    """The lowest and highest FMR-1e-3 threshold that ``kind`` ("site" or "naive") estimated
+    over the trials of the misfiling ``rates`` in a site-calibration result."""
+    rows = [r["0.001"][kind] for r in get(file, "rates") if r["rate"] in rates]
+    return min(r["threshold_min"] for r in rows), max(r["threshold_max"] for r in rows)
+
+
 def _site1919() -> list[str]:
     """Site calibration of the shipped model on cohort 1919: its FMR-1e-3 threshold with no
     misfiling, the range over 2 % and 5 % misfiled, and the true labels' threshold."""
     file = "site_calibration_heldout1919_shipped_soup3.json"
-    rates = {r["rate"]: r["0.001"]["site"] for r in get(file, "rates")}
-    low = min(rates[r]["threshold_min"] for r in (0.02, 0.05))
-    high = max(rates[r]["threshold_max"] for r in (0.02, 0.05))
-    return [f4(rates[0.0]["threshold_median"]), f4(low), f4(high),
+    low, high = _misfiled_thresholds(file, "site", (0.02, 0.05))
+    return [f4(_site_point(file)["threshold_median"]), f4(low), f4(high),
             f4(get(file, "true_labels", "0.001", "threshold"))]  # fmt: skip
 
 
@@ -3019,8 +3024,8 @@ def _heldout2121() -> list[str]:
 def _site2121_misfiled() -> list[str]:
     """Cohort 2121: the FMR-1e-3 thresholds site calibration and the naive same-ID rule
     estimate with 2 % and with 5 % of the scans misfiled (min–max over the trials)."""
-    rates = {r["rate"]: r["0.001"] for r in get("site_calibration_heldout2121.json", "rates")}
-    return [f"{f4(rates[r][k]['threshold_min'])}–{f4(rates[r][k]['threshold_max'])}"
+    file = "site_calibration_heldout2121.json"
+    return ["–".join(map(f4, _misfiled_thresholds(file, k, (r,))))
             for k in ("site", "naive") for r in (0.02, 0.05)]  # fmt: skip
 
 
