@@ -60,6 +60,7 @@ from ctface.evaluate.metrics import (
 )
 from ctface.files import portable_path, write_text_atomic
 from ctface.gallery.calibration import Calibration
+from ctface.render.depth import OPEN_MM
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -236,6 +237,7 @@ def main() -> None:
         "fta_rate": proportion(len(failures), len(examples) + len(failures)),
         "pipeline_s_per_scan": round(float(np.mean(seconds)), 2) if seconds else None,
         "adjustment": "uncapped max SX" if args.uncapped else "max SX capped at the face",
+        "thin_shells": f"opened by a ball of {OPEN_MM:g} mm" if OPEN_MM else "kept",
         "models": {},
     }
     head = ("model", "template", "rank-1", "95% CI", "acquired", "AUC", "VACC", "probes", "s/scan")

@@ -113,7 +113,7 @@ r = render_face(volume, views=views)
 # the same mesh as render_face: the skin in the views' box, the triangles it keeps
 box = _crop_box(views, r.mm_per_pixel * r.size)
 surf = skin_surface(volume, r.threshold_hu,
-                    voxel_box(volume, r.frame.to_lps(_box_corners(box))))
+                    voxel_box(volume, r.frame.to_lps(_box_corners(box))), r.open_mm)
 m = r.frame.matrix()
 corner = (surf.vertices[surf.triangles[:, 0]] - r.frame.origin) @ m.T
 towards = np.array([v.rotation()[2] for v in views])

@@ -9,8 +9,10 @@ volume's affine (any direction matrix); triangle normals point outwards (tissue 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+import edt
 import numpy as np
 from skimage.measure import marching_cubes
 
@@ -18,6 +20,8 @@ from ctface.geometry import sample_surface
 from ctface.ingest.volume import CtVolume
 
 SLAB = 24  # slices per marching-cubes call (consecutive slabs share one slice)
+AIR_HU = -1000.0
+THREADS = min(4, os.cpu_count() or 1)
 
 VoxelBox = tuple[slice, slice, slice]  # k, j, i
 
@@ -82,21 +86,53 @@ def _span(any_along: np.ndarray | np.bool_) -> tuple[int, int] | None:
     return int(idx[0]), int(idx[-1]) + 1
 
 
-def skin_surface(volume: CtVolume, threshold_hu: float, box: VoxelBox) -> SkinSurface:
-    """Isosurface at ``threshold_hu`` of the voxels in ``box`` (LPS mm, outward normals).
+def open_thin_shells(
+    hu: np.ndarray, spacing_kji: tuple[float, float, float], threshold_hu: float, radius_mm: float
+) -> np.ndarray:
+    """``hu`` (k, j, i) with the tissue (>= ``threshold_hu``) that a ball of ``radius_mm`` cannot
+    reach from inside the body set to air: a binary morphological opening (erosion then
+    dilation by the ball, through exact Euclidean distance transforms in mm). It removes any
+    layer thinner than ``2 * radius_mm`` standing off the body (an immobilization mask's sheet
+    over the eye sockets, the nose and the mouth; the walls of a tube or bite block in front of
+    the face) and, of the face itself, what is that thin: the rims of the nostril wings, the lips
+    of an open mouth, the ears. Where a sheet is fused to the skin (no air between them at the
+    scan's resolution) it stays."""
+    tissue = hu >= threshold_hu
+    core = _distance(tissue, spacing_kji) > radius_mm
+    reached = _distance(~core, spacing_kji) <= radius_mm
+    out = hu.copy()
+    out[tissue & ~reached] = AIR_HU
+    return out
+
+
+def _distance(inside: np.ndarray, spacing_kji: tuple[float, float, float]) -> np.ndarray:
+    """Euclidean distance (mm) of each ``inside`` voxel to the nearest voxel outside (0 outside);
+    the array's border is not outside. ``edt`` rather than ``scipy.ndimage``: the same values
+    (within 1e-5 mm) ~10x faster, which matters at 0.5 mm voxels (28 s against 2.3 s)."""
+    out: np.ndarray = edt.edt(inside, anisotropy=spacing_kji, black_border=False, parallel=THREADS)
+    return out
+
+
+def skin_surface(
+    volume: CtVolume, threshold_hu: float, box: VoxelBox, open_mm: float = 0.0
+) -> SkinSurface:
+    """Isosurface at ``threshold_hu`` of the voxels in ``box`` (LPS mm, outward normals); with
+    ``open_mm`` > 0, of the voxels opened by a ball of that radius first (``open_thin_shells``).
 
     The surface is open where the box or the field of view cuts the head (no caps).
     """
     di, dj, dk = volume.spacing
-    k0, k1 = box[0].start, box[0].stop
+    hu = volume.hu[box]
+    if open_mm > 0:
+        hu = open_thin_shells(hu, (dk, dj, di), threshold_hu, open_mm)
     verts: list[np.ndarray] = []
     faces: list[np.ndarray] = []
     n_verts = 0
-    for s0 in range(k0, max(k0 + 1, k1 - 1), SLAB):
-        s1 = min(s0 + SLAB + 1, k1)
+    for s0 in range(0, max(1, hu.shape[0] - 1), SLAB):
+        s1 = min(s0 + SLAB + 1, hu.shape[0])
         if s1 - s0 < 2:
             break
-        sub = volume.hu[s0:s1, box[1], box[2]]
+        sub = hu[s0:s1]
         above = sub >= threshold_hu
         rows, cols = _span(above.any(axis=(0, 2))), _span(above.any(axis=(0, 1)))
         if rows is None or cols is None or above.all():
@@ -110,7 +146,7 @@ def skin_surface(volume: CtVolume, threshold_hu: float, box: VoxelBox) -> SkinSu
             v, f, _, _ = marching_cubes(part, level=float(threshold_hu), spacing=(dk, dj, di))
         except (RuntimeError, ValueError):  # no crossing (e.g. only exact-threshold voxels)
             continue
-        offset = np.array([box[2].start + c0, box[1].start + r0, s0], dtype=float)
+        offset = np.array([box[2].start + c0, box[1].start + r0, box[0].start + s0], dtype=float)
         verts.append(v[:, ::-1] / np.array([di, dj, dk]) + offset)
         faces.append(f.astype(np.int64) + n_verts)
         n_verts += len(v)

@@ -93,6 +93,7 @@ def render_json(r: FaceRendering, names: list[str]) -> dict[str, Any]:
         "views": [{**v.to_json(), "depth": n} for v, n in zip(r.views, names, strict=True)],
         "camera": r.camera(),
         "threshold_hu": r.threshold_hu,
+        "opening_radius_mm": r.open_mm,
         "frame": r.frame.to_json(),
         "face_region": r.face_region.to_json(),
         "normalization": {
