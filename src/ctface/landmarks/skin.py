@@ -21,7 +21,7 @@ from ctface.ingest.volume import CtVolume
 
 SLAB = 24  # slices per marching-cubes call (consecutive slabs share one slice)
 AIR_HU = -1000.0
-THREADS = min(4, os.cpu_count() or 1)
+THREADS = min(4, os.cpu_count() or 1)  # threads for one scan's work (here and render.depth)
 
 VoxelBox = tuple[slice, slice, slice]  # k, j, i
 

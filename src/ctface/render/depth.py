@@ -67,7 +67,6 @@ mm and more) stay: the quality gate measures them (``render.tissue``).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,7 +79,13 @@ from scipy import ndimage
 from ctface.errors import InvalidInputError, NoFaceError
 from ctface.ingest.volume import SKIN_HU, CtVolume
 from ctface.landmarks.frame import FaceFrame
-from ctface.landmarks.skin import SkinSurface, dense_samples, skin_surface, voxel_box
+from ctface.landmarks.skin import (  # THREADS: view groups rendered in parallel
+    THREADS,
+    SkinSurface,
+    dense_samples,
+    skin_surface,
+    voxel_box,
+)
 from ctface.render.tissue import UnderSkin, face_grid, under_skin
 from ctface.render.views import FIELD_MM, RENDER_PX, View, pose_grid
 
@@ -92,7 +97,6 @@ SCALE_C = 220.0  # the paper's C: grey level of each image's nearest point (not 
 FACE_TOP_MM = REFERENCE_MM + 15.0  # max(SX) of the adjustment never above this (docstring)
 MIN_SLOPE_NZ = 0.3  # tangent-plane correction: normals steeper than this are clamped
 SAMPLE_FRACTION = 0.5  # covering radius of the samples, in pixels
-THREADS = min(4, os.cpu_count() or 1)  # view groups rendered in parallel
 HIDDEN_MM = 2.0  # visibility pass: samples this far behind the front surface are dropped
 OPEN_MM = 3.0  # thin shells off the skin (masks) opened away by a ball of this radius
 
