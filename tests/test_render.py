@@ -374,3 +374,29 @@ def test_open_thin_shells_keeps_the_body() -> None:
     assert 0.75 < (out[5:25, 10:18, 5:35] == 180).mean() < 1.0  # rounded edges (0.80)
     small_ball = open_thin_shells(hu, (1.0, 1.0, 1.0), -350.0, 0.9)
     assert np.array_equal(small_ball[:, 24:26], hu[:, 24:26])
+
+
+def test_skin_surface_opens_in_mm_with_the_volume_spacing() -> None:
+    """Anisotropic voxels (2 mm slices, 0.5 mm pixels): a plate 4 slices thick is 8 mm and
+    stays, a sheet 2 rows thick is 1 mm and goes. Spacing taken in the wrong axis order would
+    make the plate 2 mm and open it away."""
+    hu = np.full((40, 60, 40), -1000, np.int16)
+    hu[:, 44:, :] = 40  # the body (touches the array's border: not air)
+    hu[4:8, 8:28, 5:35] = 180  # plate: 8 x 10 x 15 mm
+    hu[14:34, 34:36, 5:35] = 180  # sheet: 1 mm thick, 4 mm of air in front of the body
+    volume = CtVolume(hu, np.diag([0.5, 0.5, 2.0, 1.0]))  # i, j: 0.5 mm; k: 2 mm
+    box = (slice(0, 40), slice(0, 60), slice(0, 40))
+    plain = skin_surface(volume, -350.0, box)
+    opened = skin_surface(volume, -350.0, box, open_mm=OPEN_MM)
+
+    def vertices_in(surface: Any, j: tuple[float, float], k: tuple[float, float]) -> int:
+        ijk = surface.vertices / np.array([0.5, 0.5, 2.0])  # LPS mm -> voxel index (i, j, k)
+        inside = (
+            (ijk[:, 1] >= j[0]) & (ijk[:, 1] <= j[1]) & (ijk[:, 2] >= k[0]) & (ijk[:, 2] <= k[1])
+        )
+        return int(inside.sum())
+
+    sheet, plate = ((33.0, 36.0), (14.0, 33.0)), ((7.0, 8.0), (4.0, 7.0))
+    assert vertices_in(plain, *sheet) > 100 and vertices_in(plain, *plate) > 100
+    assert vertices_in(opened, *sheet) == 0  # the 1 mm sheet is opened away
+    assert vertices_in(opened, *plate) > 0.5 * vertices_in(plain, *plate)  # the 8 mm plate stays
