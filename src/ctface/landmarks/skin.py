@@ -96,13 +96,34 @@ def open_thin_shells(
     over the eye sockets, the nose and the mouth; the walls of a tube or bite block in front of
     the face) and, of the face itself, what is that thin: the rims of the nostril wings, the lips
     of an open mouth, the ears. Where a sheet is fused to the skin (no air between them at the
-    scan's resolution) it stays."""
-    tissue = hu >= threshold_hu
-    core = _distance(tissue, spacing_kji) > radius_mm
-    reached = _distance(~core, spacing_kji) <= radius_mm
+    scan's resolution) it stays.
+
+    The transforms run on the tissue's bounding box and one voxel of air around it (a third
+    less work on a face box: the air in front of the face is most of what is left out). The
+    result is the same as on the whole array: outside the box is air only, and a tissue voxel's
+    nearest air is never farther than the box's own margin."""
     out = hu.copy()
-    out[tissue & ~reached] = AIR_HU
+    tissue = hu >= threshold_hu
+    box = _tissue_box(tissue)
+    if box is None:
+        return out
+    inside = tissue[box]
+    core = _distance(inside, spacing_kji) > radius_mm
+    reached = _distance(~core, spacing_kji) <= radius_mm
+    out[box][inside & ~reached] = AIR_HU
     return out
+
+
+def _tissue_box(tissue: np.ndarray) -> VoxelBox | None:
+    """Bounding box of ``tissue`` with one voxel more on each side (clipped to the array);
+    None when there is no tissue."""
+    box = []
+    for ax in range(3):
+        span = _span(tissue.any(axis=tuple(a for a in range(3) if a != ax)))
+        if span is None:
+            return None
+        box.append(slice(max(span[0] - 1, 0), min(span[1] + 1, tissue.shape[ax])))
+    return box[0], box[1], box[2]
 
 
 def _distance(inside: np.ndarray, spacing_kji: tuple[float, float, float]) -> np.ndarray:
