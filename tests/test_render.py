@@ -382,9 +382,7 @@ def test_open_thin_shells_is_the_morphological_opening() -> None:
     from scipy import ndimage
 
     rng = np.random.default_rng(3)
-    blobs = ndimage.gaussian_filter(rng.random((40, 50, 60)), 2.0) > 0.52
-    blobs[:4], blobs[-4:], blobs[:, :4], blobs[:, -4:], blobs[:, :, :4], blobs[:, :, -4:] = (
-        False, False, False, False, False, False)  # fmt: skip
+    blobs = np.pad(ndimage.gaussian_filter(rng.random((32, 42, 52)), 2.0) > 0.52, 4)
     hu = np.where(blobs, 60, -1000).astype(np.int16)
     zz, yy, xx = np.mgrid[-3:4, -3:4, -3:4]
     ball = zz**2 + yy**2 + xx**2 <= 9
